@@ -1,0 +1,31 @@
+# The README's two commands: `make bench` (the main job) and `make test`.
+# Both bootstrap a local .venv by themselves; a second run rebuilds nothing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STACK  := $(VENV)/.pyg-hgconv-stack
+DEVENV := $(VENV)/.pyg-hgconv-installed
+
+.PHONY: setup test lint bench clean
+
+setup: $(DEVENV)
+
+# torch 2.13.0 (CPU), torch-geometric 2.7.0 and the four compiled extensions.
+$(STACK): tools/bootstrap.sh
+	VENV=$(VENV) bash tools/bootstrap.sh
+
+# This project, editable, with the dev tools (pytest, hypothesis, ruff).
+$(DEVENV): $(STACK) pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[dev]'
+	touch $@
+
+lint: $(DEVENV)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(DEVENV)
+	$(PY) -m benchmarks.irregular_conv
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis .ruff_cache
