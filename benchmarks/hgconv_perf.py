@@ -1,0 +1,156 @@
+"""Performance of the HG-Conv core (the numbers the HG-Conv core issue asks for).
+
+Two measurements, in one run, on this machine:
+
+* ``memory``: peak memory that torch allocates during one
+  :class:`~pyg_hgconv.ImageToGroupGraph` forward on a ``[2, 64, 256, 256]``
+  feature map with 1024 groups (target: under 1 GiB), with and without
+  autograd, plus the sparsity of the assignment (non-zeros per pixel against
+  the candidate-set size).
+* ``time``: forward time of :class:`~pyg_hgconv.HGConvModule` (clustering
+  included) with C = 256 on a ``[2, 256, 64, 64]`` map at ratio 1/64 and
+  L = 3, against three 3x3 ``Conv2d + BatchNorm2d + ReLU`` layers at full
+  resolution (target: at most 1/5 of their time). Medians of repeated calls,
+  torch threads fixed by ``--threads``, eval mode, no autograd.
+
+``--quick`` shrinks the inputs for a smoke run (the targets only apply to the
+default sizes).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
+from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.timing import median_time, peak_memory_bytes
+
+PROTOCOL_VERSION = 1
+MIB = 2**20
+
+#: schedule -> sizes and repeats
+SCHEDULES = {
+    "quick": dict(memory_shape=(1, 16, 64, 64), memory_groups=64,
+                  time_shape=(1, 32, 32, 32), repeats=3),
+    "default": dict(memory_shape=(2, 64, 256, 256), memory_groups=1024,
+                    time_shape=(2, 256, 64, 64), repeats=10),
+    "full": dict(memory_shape=(2, 64, 256, 256), memory_groups=1024,
+                 time_shape=(2, 256, 64, 64), repeats=30),
+}
+RATIO, NUM_LAYERS = 1 / 64, 3
+MEMORY_TARGET_MIB = 1024
+TIME_TARGET = 1 / 5
+
+
+def grid_stack(channels: int, num_layers: int) -> nn.Module:
+    """``num_layers`` x (3x3 Conv2d, BatchNorm2d, ReLU) at full resolution."""
+    return nn.Sequential(*[
+        nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
+                      nn.ReLU())
+        for _ in range(num_layers)])
+
+
+def measure_memory(cell: dict, seed: int) -> dict:
+    from pyg_hgconv import ImageToGroupGraph
+
+    torch.manual_seed(seed)
+    shape = tuple(cell["shape"])
+    x = torch.randn(shape)
+    transform = ImageToGroupGraph(shape[1], num_groups=cell["num_groups"],
+                                  embed_channels=16).eval()
+    with torch.no_grad():
+        graph = transform(x)  # warm-up, and the graph for the sparsity figures
+        peak_eval = peak_memory_bytes(lambda: transform(x))
+    x.requires_grad_()
+    peak_grad = peak_memory_bytes(lambda: transform(x))
+    per_pixel = torch.bincount(graph.assign_index[0], minlength=graph.importance.numel())
+    return {
+        "peak_mib_no_grad": peak_eval / MIB,
+        "peak_mib_autograd": peak_grad / MIB,
+        "input_mib": x.numel() * 4 / MIB,
+        "groups": int(graph.num_nodes),
+        "edges": int(graph.num_edges),
+        "nnz_per_pixel_mean": float(per_pixel.float().mean()),
+        "nnz_per_pixel_max": int(per_pixel.max()),
+        "candidates": transform.num_candidates,
+        "dense_s_mib": graph.importance.numel() * graph.num_nodes * 4 / MIB,
+        "meets_target": peak_grad / MIB < MEMORY_TARGET_MIB,
+    }
+
+
+def measure_time(cell: dict, seed: int, repeats: int) -> dict:
+    from pyg_hgconv import HGConvModule
+
+    torch.manual_seed(seed)
+    shape = tuple(cell["shape"])
+    channels = shape[1]
+    x = torch.randn(shape)
+    module = HGConvModule(channels, num_layers=NUM_LAYERS, ratio=RATIO).eval()
+    grid = grid_stack(channels, NUM_LAYERS).eval()
+    with torch.no_grad():
+        # interleave the two so that machine noise hits both alike
+        t_hg = median_time(lambda: module(x), repeats=repeats, warmup=2)
+        t_grid = median_time(lambda: grid(x), repeats=repeats, warmup=2)
+        t_pool = median_time(lambda: module.pool(x), repeats=repeats, warmup=1)
+    return {
+        "hg_ms": 1e3 * t_hg["median"],
+        "hg_iqr_ms": 1e3 * t_hg["iqr"],
+        "clustering_ms": 1e3 * t_pool["median"],
+        "grid_ms": 1e3 * t_grid["median"],
+        "grid_iqr_ms": 1e3 * t_grid["iqr"],
+        "ratio": t_hg["median"] / t_grid["median"],
+        "meets_target": t_hg["median"] / t_grid["median"] <= TIME_TARGET,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser("benchmarks.hgconv_perf", __doc__.split("\n\n")[0],
+                         "results/hgconv_perf", examples=["", "--quick --threads 1"])
+    args = parser.parse_args(argv)
+    env = setup_run(args)
+    sizes = SCHEDULES[schedule_name(args)]
+    config = protocol_config(args, protocol_version=PROTOCOL_VERSION, ratio=RATIO,
+                             num_layers=NUM_LAYERS, **sizes)
+    store = ResultStore(args.out, config, ("part",), environment=env, fresh=args.fresh)
+
+    cells = [
+        {"part": "memory", "shape": list(sizes["memory_shape"]),
+         "num_groups": sizes["memory_groups"]},
+        {"part": "time", "shape": list(sizes["time_shape"])},
+    ]
+
+    def measure(cell: dict) -> dict:
+        if cell["part"] == "memory":
+            return measure_memory(cell, args.seed)
+        return measure_time(cell, args.seed, sizes["repeats"])
+
+    records = {r["part"]: r for r in run_cells(store, cells, measure, desc="hgconv_perf")}
+    memory, timing = records["memory"], records["time"]
+    tables = {
+        "Memory of ImageToGroupGraph": markdown_table([memory], [
+            ("shape", "input", lambda s: "x".join(map(str, s))),
+            ("groups", "groups"), ("edges", "edges"),
+            ("peak_mib_no_grad", "peak MiB (no grad)", ".1f"),
+            ("peak_mib_autograd", "peak MiB (autograd)", ".1f"),
+            ("dense_s_mib", "a dense S would be (MiB)", ".0f"),
+            ("nnz_per_pixel_mean", "nnz/pixel mean", ".2f"),
+            ("nnz_per_pixel_max", "nnz/pixel max"), ("candidates", "candidates"),
+            ("meets_target", f"< {MEMORY_TARGET_MIB} MiB")]),
+        "HGConvModule vs three grid conv layers": markdown_table([timing], [
+            ("shape", "input", lambda s: "x".join(map(str, s))),
+            ("hg_ms", "HG module ms", ".1f"), ("clustering_ms", "of which clustering ms", ".1f"),
+            ("grid_ms", "3x(Conv2d+BN+ReLU) ms", ".1f"), ("ratio", "HG / grid", ".3f"),
+            ("meets_target", "<= 1/5")]),
+    }
+    for title, table in tables.items():
+        print(f"\n## {title}\n\n{table}")
+    report = write_report(args.out, "HG-Conv core performance", config, tables, environment=env)
+    print(f"\nwrote {store.path} and {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+r"""The HG-Conv module (paper, Sec. 4.4, Eqs. 8-10)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import BatchNorm
+
+from pyg_hgconv._checks import check_image_features, check_positive_int
+from pyg_hgconv.assignment import pool, unpool
+from pyg_hgconv.hg_conv import HGConv
+from pyg_hgconv.registry import GraphConvStep, conv_names, prepare_graph
+from pyg_hgconv.transform import DEFAULT_RATIO, ImageToGroupGraph
+
+
+class HGConvModule(nn.Module):
+    r"""Pool a feature map to groups, convolve the group graph ``L`` times and
+    unpool (Eqs. 8-10):
+
+    .. math::
+        Z_0 &= \bar{S}^\top X, \\
+        Z_l &= F_{\mathrm{BN\text{-}ReLU}}\Big(\sum_{\delta \in \Delta}
+              (\hat{D}^\delta)^{-1} \hat{A}^\delta Z_{l-1} W^l_\delta\Big),
+              \quad l = 1, \dots, L, \\
+        Z &= \tilde{S} Z_L.
+
+    Eq. 8 writes :math:`S^\top X`; pooling here is the group average of Eq. 5
+    (:math:`\bar{S}^\top X`), which keeps the scale of the features
+    independent of the group sizes. With ``residual=True`` every layer adds
+    its input, :math:`Z_l \leftarrow Z_l + Z_{l-1}` (after the ReLU).
+
+    The graph-convolution step is looked up by name in
+    :mod:`pyg_hgconv.registry` (``'hgconv' | 'gcn' | 'gmm' | 'spline' |
+    'dynamic_edge'``), so the baselines run on the very same group graphs.
+
+    Args:
+        channels (int): channels :math:`C` of the input and output map.
+        num_layers (int): :math:`L \ge 1`.
+        ratio (float, optional): groups per pixel (default :math:`1/64`).
+        num_groups (int, optional): groups per image (instead of ``ratio``).
+        conv (str): graph convolution of the registry (default ``'hgconv'``).
+        residual (bool): residual connection around every layer.
+        conv_kwargs (dict, optional): extra arguments of the graph conv.
+        embed_channels (int, optional): width of the clustering embedding
+            (default 16; ``None`` clusters the features directly).
+        **pool_kwargs: further arguments of :class:`ImageToGroupGraph`
+            (``sampler``, ``num_iterations``, ``noise_cancel``, ...).
+
+    Shapes:
+        - **input:** :math:`(B, C, H, W)`, attention :math:`(B, 1, H, W)` *(optional)*
+        - **output:** :math:`(B, C, H, W)`
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_layers: int = 1,
+        ratio: float | None = None,
+        conv: str = "hgconv",
+        num_groups: int | None = None,
+        residual: bool = False,
+        conv_kwargs: dict | None = None,
+        embed_channels: int | None = 16,
+        **pool_kwargs,
+    ):
+        super().__init__()
+        check_positive_int(channels, "channels")
+        check_positive_int(num_layers, "num_layers")
+        if conv not in conv_names("graph"):
+            raise ValueError(f"'conv' must be one of {conv_names('graph')} (got {conv!r})")
+        if ratio is None and num_groups is None:
+            ratio = DEFAULT_RATIO
+        self.channels = channels
+        self.num_layers = num_layers
+        self.conv_name = conv
+        self.residual = residual
+        self.pool = ImageToGroupGraph(channels, num_groups=num_groups, ratio=ratio,
+                                      embed_channels=embed_channels, **pool_kwargs)
+        self.convs = nn.ModuleList(
+            GraphConvStep(conv, channels, channels, **(conv_kwargs or {}))
+            for _ in range(num_layers))
+        self.norms = nn.ModuleList(
+            BatchNorm(channels, allow_single_element=True) for _ in range(num_layers))
+
+    def reset_parameters(self) -> None:
+        self.pool.reset_parameters()
+        for conv, norm in zip(self.convs, self.norms):
+            conv.reset_parameters()
+            norm.reset_parameters()
+
+    def forward(self, x: Tensor, attention: Tensor | None = None, graph=None,
+                return_graph: bool = False):
+        """Run the module on ``x`` ``[B, C, H, W]``.
+
+        Args:
+            x (Tensor): input map.
+            attention (Tensor, optional): active-focus map ``[B, 1, H, W]``.
+            graph (optional): a group graph of the same images (e.g. from the
+                encoder of a U-Net) whose assignment and edges are re-used;
+                ``x`` is pooled with it instead of being clustered again.
+            return_graph (bool): also return the group graph.
+
+        Returns:
+            ``[B, C, H, W]`` (and the graph when ``return_graph``).
+        """
+        check_image_features(x)
+        if x.size(1) != self.channels:
+            raise ValueError(f"'x' has {x.size(1)} channels but the module expects "
+                             f"{self.channels}")
+        if graph is None:
+            graph = self.pool(x, attention)
+            z = graph.x
+        else:
+            z = self.pool_with(x, graph)
+        if z.size(0) == 0:
+            out = x.new_zeros(x.shape)
+            return (out, graph) if return_graph else out
+        prepare_graph(graph, self.conv_name)
+        for conv, norm in zip(self.convs, self.norms):
+            h = torch.relu(norm(conv(z, graph)))
+            z = h + z if self.residual else h
+        out = unpool(z, graph)
+        return (out, graph) if return_graph else out
+
+    @staticmethod
+    def pool_with(x: Tensor, graph) -> Tensor:
+        """Pool ``x`` ``[B, C, H, W]`` with the assignment of ``graph`` (Eq. 5)."""
+        b, c, h, w = x.shape
+        height, width = (int(v) for v in graph.image_size[0]) if graph.num_graphs else (h, w)
+        if (h, w) != (height, width) or b != graph.num_graphs:
+            raise ValueError(f"'x' of shape {tuple(x.shape)} does not match the graph's "
+                             f"{graph.num_graphs} images of size {(height, width)}")
+        x_pix = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
+        return pool(x_pix, graph.assign_index, graph.assign_weight.to(x.dtype), graph.num_nodes)
+
+    @torch.no_grad()
+    def load_conv2d(self, convs: Sequence[nn.Conv2d], norms: Sequence[nn.BatchNorm2d] = ()):
+        """Copy the kernels of ``num_layers`` 3x3 convolutions (and optionally
+        their BatchNorms) into the HG-Conv layers ("w/ transfer", Table 3).
+        Requires ``conv='hgconv'``."""
+        if self.conv_name != "hgconv":
+            raise ValueError("only 'hgconv' layers can inherit 3x3 kernels")
+        if len(convs) != self.num_layers:
+            raise ValueError(f"'convs' must hold {self.num_layers} convolutions "
+                             f"(got {len(convs)})")
+        for step, conv in zip(self.convs, convs):
+            source = HGConv.from_conv2d(conv)
+            step.layer.weight.copy_(source.weight)
+            if step.layer.bias is not None:
+                step.layer.bias.copy_(source.bias if source.bias is not None else 0.0)
+        for norm, bn in zip(self.norms, norms):
+            norm.module.load_state_dict(bn.state_dict())
+        return self
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, num_layers={self.num_layers}, "
+                f"conv={self.conv_name!r}, residual={self.residual}")

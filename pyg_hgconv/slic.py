@@ -1,0 +1,128 @@
+r"""Differentiable SLIC on sparse candidate sets (paper, Algorithm 1).
+
+Each pixel is compared with only ``m`` candidate centres, the ``m`` sampled
+centres spatially nearest to it (found once per forward, without gradient),
+as SSN [Jampani et al. 2018] restricts pixels to the surrounding grid cells.
+The assignment is therefore a ``[B, N, m]`` tensor, never an
+``N_pix x N_grp`` matrix.
+
+One iteration of Algorithm 1 (column-normalise, update centres, re-assign):
+
+.. math::
+    \bar{S} = S Z^{-1},\ Z_{jj} = \sum_i S_{ij}; \qquad
+    X^c = \bar{S}^\top X; \qquad
+    S_{ij} \propto \exp\{-\lVert X_i - X^c_j \rVert^2\},\ j \in \mathcal{C}(i),
+
+followed after the last iteration by the filter :math:`S_{ij} < 10^{-3}
+\to 0` and row normalisation.
+
+Deviation from the text of Algorithm 1, documented: the re-assignment is
+normalised over each pixel's candidates (a softmax of :math:`-d^2`, as in SSN)
+inside the loop as well. The paper's raw :math:`\exp(-d^2)` underflows to an
+all-zero row for a pixel far from every centre (features of a large scale),
+and the row normalisation of line 8 then divides by zero. Since rows are
+normalised at the end anyway, the two agree whenever no row underflows, up to
+the per-pixel weighting of the centre update.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pyg_hgconv.sparse import SparsePattern
+
+#: Algorithm 1, line 7
+ASSIGN_THRESHOLD = 1e-3
+
+
+@torch.no_grad()
+def nearest_centers(
+    center_yx: Tensor,
+    pixel_yx: Tensor,
+    num_candidates: int,
+    max_chunk_elements: int = 1 << 22,
+) -> Tensor:
+    r"""Return the ``m`` spatially nearest centres of every pixel.
+
+    Args:
+        center_yx (Tensor): ``[B, K, 2]`` centre coordinates.
+        pixel_yx (Tensor): ``[N, 2]`` pixel coordinates (shared by the batch).
+        num_candidates (int): :math:`m \le K`.
+        max_chunk_elements (int): bound on the ``B x chunk x K`` distance block
+            computed at once (memory stays ``O(B K)`` per chunk).
+
+    Returns:
+        LongTensor ``[B, N, m]`` of centre indices, nearest first.
+    """
+    b, k, _ = center_yx.shape
+    n = pixel_yx.size(0)
+    chunk = max(1, max_chunk_elements // max(1, b * k))
+    out = torch.empty(b, n, num_candidates, dtype=torch.long, device=center_yx.device)
+    cy = center_yx[..., 0].unsqueeze(1)
+    cx = center_yx[..., 1].unsqueeze(1)
+    for start in range(0, n, chunk):
+        p = pixel_yx[start:start + chunk]
+        dist = (p[:, 0].view(1, -1, 1) - cy).square() + (p[:, 1].view(1, -1, 1) - cx).square()
+        out[:, start:start + chunk] = dist.topk(num_candidates, dim=2, largest=False).indices
+    return out
+
+
+def _centre_features(features: Tensor, pattern: SparsePattern, weight: Tensor,
+                     fallback: Tensor) -> Tensor:
+    """Column-normalised update ``X^c = S_bar^T X`` (Algorithm 1, lines 3-4).
+
+    ``features [B*N, D]``; ``pattern`` is the (centre, pixel) layout of the
+    candidate entries of :math:`S^T` and ``weight [B*N*m]`` their values.
+    Centres that received (almost) no mass keep ``fallback``.
+    """
+    ones = features.new_ones(features.size(0), 1)
+    sums = pattern.matmul(weight, torch.cat([features, ones], dim=1))
+    total, mass = sums[:, :-1], sums[:, -1:]
+    return torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
+
+
+def slic_assignment(
+    features: Tensor,
+    candidates: Tensor,
+    centers: Tensor,
+    num_iterations: int = 3,
+    threshold: float = ASSIGN_THRESHOLD,
+) -> Tensor:
+    r"""Run differentiable SLIC and return the sparse assignment weights.
+
+    Args:
+        features (Tensor): ``[B, N, D]`` clustering features (embedding and
+            scaled coordinates); gradients flow back to them.
+        candidates (LongTensor): ``[B, N, m]`` candidate centres per pixel,
+            nearest first (:func:`nearest_centers`).
+        centers (LongTensor): ``[B, K]`` pixel index of each sampled centre.
+        num_iterations (int): :math:`N_{iter} \ge 0` (0 keeps the hard
+            nearest-centre assignment of line 1).
+        threshold (float): filter of line 7.
+
+    Returns:
+        Tensor ``[B, N, m]``: :math:`S_{ij}` for candidate ``j`` of pixel
+        ``i``; rows sum to one.
+    """
+    b, n, d = features.shape
+    k = centers.size(1)
+    m = candidates.size(2)
+    flat_feat = features.reshape(b * n, d)
+    offset = (torch.arange(b, device=features.device) * k).view(b, 1, 1)
+    centre = (candidates + offset).reshape(-1)
+    pixel = torch.arange(b * n, device=features.device).repeat_interleave(m)
+    pattern = SparsePattern(centre, pixel, b * k, b * n)  # S^T, fixed for all iterations
+    # A centre that loses all its pixels falls back to its own pixel's features.
+    fallback = features.gather(1, centers.unsqueeze(-1).expand(b, k, d)).reshape(b * k, d)
+
+    # Line 1: hard assignment to the spatially nearest centre.
+    weight = torch.zeros(b * n, m, dtype=features.dtype, device=features.device)
+    weight[:, 0] = 1.0
+    for _ in range(num_iterations):
+        centre_feat = _centre_features(flat_feat, pattern, weight.reshape(-1), fallback)
+        diff = flat_feat.unsqueeze(1) - centre_feat[centre].view(b * n, m, d)
+        weight = torch.softmax(-diff.square().sum(2), dim=1)
+
+    weight = weight * (weight >= threshold)
+    weight = weight / weight.sum(1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    return weight.view(b, n, m)
