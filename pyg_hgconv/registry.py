@@ -6,15 +6,15 @@ grid convolutions they are compared with.
 :class:`GraphConvStep`, which gives them one signature, ``step(x, graph)``,
 and feeds each one the graph attributes it understands:
 
-========================  ===========================================  =====================
-name                      layer                                        graph input
-========================  ===========================================  =====================
-``'hgconv'``              :class:`~pyg_hgconv.HGConv`                  edge_index, edge_type, edge_weight
-``'gcn'``                 :class:`~torch_geometric.nn.conv.GCNConv`    edge_index, edge_weight
-``'gmm'``                 :class:`~torch_geometric.nn.conv.GMMConv`    edge_index, Cartesian pseudo-coords
-``'spline'``              :class:`~torch_geometric.nn.conv.SplineConv` edge_index, Cartesian pseudo-coords
-``'dynamic_edge'``        :class:`~torch_geometric.nn.conv.DynamicEdgeConv`  node features, batch (k-NN graph)
-========================  ===========================================  =====================
+==================  =====================================  ==============================
+name                layer                                  graph input
+==================  =====================================  ==============================
+``'hgconv'``        :class:`~pyg_hgconv.HGConv`            edge_index, edge_type, weight
+``'gcn'``           :class:`~torch_geometric.nn.GCNConv`   edge_index, edge_weight
+``'gmm'``           :class:`~torch_geometric.nn.GMMConv`   edge_index, pseudo-coordinates
+``'spline'``        :class:`~torch_geometric.nn.SplineConv`  edge_index, pseudo-coordinates
+``'dynamic_edge'``  :class:`~torch_geometric.nn.DynamicEdgeConv`  features, batch (k-NN)
+==================  =====================================  ==============================
 
 Default sizes aim at HG-Conv's parameter count, :math:`9 C_{in} C_{out}`:
 GMM with ``kernel_size=8`` (8 kernels + root weight, :math:`9 C_{in} C_{out}`),

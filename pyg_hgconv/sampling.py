@@ -74,7 +74,7 @@ def sample_centers(
         idx = keys.topk(num_centers, dim=1).indices
     else:
         num_important = int(beta * num_centers)
-        num_candidates = min(n, max(num_important, int(round(oversample * num_centers))))
+        num_candidates = min(n, max(num_important, round(oversample * num_centers)))
         keys = _uniform_keys((b, n), importance, generator)
         candidates = keys.topk(num_candidates, dim=1).indices
         best = importance.gather(1, candidates).topk(num_important, dim=1).indices

@@ -40,7 +40,8 @@ def test_transfer_reproduces_the_grid_network_on_the_pixel_grid():
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.uniform_(0.5, 1.5)
-    grid_net = nn.Sequential(*[m for c, b in zip(convs, norms) for m in (c, b, nn.ReLU())])
+    layers_ = [m for c, b in zip(convs, norms, strict=True) for m in (c, b, nn.ReLU())]
+    grid_net = nn.Sequential(*layers_)
     grid_net.eval()
     module = HGConvModule(channels, num_layers=layers).double()
     module.load_conv2d(convs, norms).eval()

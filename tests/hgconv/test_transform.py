@@ -1,13 +1,12 @@
 """ImageToGroupGraph: sparse assignment, pooling, unpooling, degenerate and bad inputs."""
 import pytest
 import torch
+from _hg_images import structured_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyg_hgconv import GroupGraph, ImageToGroupGraph, pool, unpool
 from pyg_hgconv.adjacency import build_group_adjacency
-
-from _hg_images import structured_image
 
 
 @pytest.fixture
