@@ -6,7 +6,6 @@ global pyplot state or needs a display.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -56,8 +55,7 @@ def plot_affinity_maps(model_or_layers: nn.Module | Iterable, path: str | os.Pat
     Returns:
         The path of the written PNG.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from pyg_hgconv.viz.figure import new_figure, save_figure
 
     layers = _named_layers(model_or_layers)
     if max_layers is not None:
@@ -71,9 +69,8 @@ def plot_affinity_maps(model_or_layers: nn.Module | Iterable, path: str | os.Pat
         raise ValueError(f"'path' must end in .png, got {str(path)!r}")
     rows = max(layer.affinity_channels for _, layer in layers)
     cols = len(layers)
-    fig = Figure(figsize=(1.6 * cols + 0.4, 1.6 * rows + (0.8 if title else 0.5)), dpi=dpi)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(1.6 * cols + 0.4,
+                                                1.6 * rows + (0.8 if title else 0.5)))
     for col, (name, layer) in enumerate(layers):
         maps = layer.affinity_maps.detach().float().cpu()
         for row in range(rows):
@@ -94,14 +91,4 @@ def plot_affinity_maps(model_or_layers: nn.Module | Iterable, path: str | os.Pat
                 ax.set_ylabel(f"A[{row}]", fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(fig, path, dpi=dpi)

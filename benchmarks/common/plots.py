@@ -12,14 +12,11 @@ backend switch, nothing left open) and replace the target PNG atomically.
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from benchmarks.common.results import atomic_write_bytes
 
 __all__ = ["bar_plot", "group_records", "line_plot", "scatter_plot"]
 
@@ -43,12 +40,9 @@ def _value(record: Mapping[str, Any], field: str) -> float | None:
 
 
 def _new_figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from pyg_hgconv.viz.figure import new_figure
 
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
+    return new_figure(1, 1, figsize=figsize, squeeze=True)
 
 
 def _plain_log_formatter(label_only_base: bool) -> Any:
@@ -78,12 +72,9 @@ def _finish(ax: Any, title: str | None, xlabel: str, ylabel: str,
 
 
 def _save(fig: Any, path: PathLike, dpi: int) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png, got {str(path)!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
+    from pyg_hgconv.viz.figure import save_figure
+
+    return save_figure(fig, path, dpi=dpi)
 
 
 def _check_log(values: Sequence[float], log: bool, axis: str) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import Tensor
+
+from pyg_hgconv.atomic import atomic_write_bytes
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.0, 4.5),
@@ -48,9 +49,9 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] =
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically and return the path.
 
-    The image is rendered in memory, written to a temporary file next to
-    ``path`` and moved over it with :func:`os.replace`, so an interrupted run
-    never leaves a truncated PNG. Parent directories are created.
+    The image is rendered in memory and written with
+    :func:`pyg_hgconv.atomic.atomic_write_bytes`, so an interrupted run never
+    leaves a truncated PNG. Parent directories are created.
 
     Raises:
         ValueError: ``path`` does not end in ``.png``.
@@ -60,16 +61,7 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> Path:
         raise ValueError(f"'path' must end in .png (got {str(path)!r})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
