@@ -101,6 +101,11 @@ class ImageToGroupGraph(nn.Module):
             is always learnable).
         noise_cancel (bool): apply Eq. 7 (Table 7).
         max_direction (bool): keep only the strongest direction (Table 7).
+        edge_threshold (float): adjacency weights below it are dropped
+            (supplementary B: :math:`10^{-7}`). Weights count pixel contacts,
+            so a higher value (e.g. 0.5) keeps only groups that really touch
+            and drops the links that soft assignment tails create between
+            groups two apart; useful for convolutions that ignore weights.
         alpha (float): attention weight of active focus (Eq. 11, paper 10).
         seed (int): seed of the evaluation-mode sampler.
 
@@ -131,6 +136,7 @@ class ImageToGroupGraph(nn.Module):
         learnable: bool = True,
         noise_cancel: bool = True,
         max_direction: bool = True,
+        edge_threshold: float = EDGE_THRESHOLD,
         alpha: float = FOCUS_ALPHA,
         seed: int = 0,
     ):
@@ -164,6 +170,9 @@ class ImageToGroupGraph(nn.Module):
         self.num_candidates = num_candidates
         self.noise_cancel = noise_cancel
         self.max_direction = max_direction
+        if edge_threshold < 0:
+            raise ValueError(f"'edge_threshold' must be >= 0 (got {edge_threshold})")
+        self.edge_threshold = edge_threshold
         self.alpha = alpha
         self.seed = seed
 
@@ -240,7 +249,7 @@ class ImageToGroupGraph(nn.Module):
         edge_index, edge_type, edge_weight = build_group_adjacency(
             assign_index, assign_weight, b, h, w, num_groups,
             noise_cancel=self.noise_cancel, max_direction=self.max_direction,
-            threshold=EDGE_THRESHOLD)
+            threshold=self.edge_threshold)
 
         return make_group_batch(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,

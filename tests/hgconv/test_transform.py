@@ -194,3 +194,17 @@ def test_bad_inputs_raise_clear_errors():
         pool(torch.ones(4, 2), graph.assign_index, graph.assign_weight, graph.num_nodes)
     with pytest.raises(ValueError, match="assign_weight"):
         pool(torch.ones(64, 2), graph.assign_index, graph.assign_weight[1:], graph.num_nodes)
+
+
+def test_edge_threshold_prunes_weak_links(image):
+    loose = ImageToGroupGraph(ratio=1 / 16, learnable=False).eval()(image)
+    strict = ImageToGroupGraph(ratio=1 / 16, learnable=False, edge_threshold=0.5).eval()(image)
+    assert torch.equal(loose.center_pixel, strict.center_pixel)
+    assert strict.num_edges < loose.num_edges
+    non_loop = strict.edge_type != 4
+    assert (strict.edge_weight[non_loop] >= 0.5).all()
+    # the pruned graph keeps exactly the loose graph's strong edges
+    keep = (loose.edge_type == 4) | (loose.edge_weight >= 0.5)
+    assert torch.equal(loose.edge_index[:, keep], strict.edge_index)
+    with pytest.raises(ValueError, match="edge_threshold"):
+        ImageToGroupGraph(edge_threshold=-1.0)
