@@ -38,6 +38,7 @@ _EXPORTS = {
     "importance_map": "pyg_hgconv.importance",
     "object_attention": "pyg_hgconv.importance",
     "uncertainty_attention": "pyg_hgconv.importance",
+    "GroupGraphModule": "pyg_hgconv.module",
     "HGConvModule": "pyg_hgconv.module",
     "GraphConvStep": "pyg_hgconv.registry",
     "build_conv": "pyg_hgconv.registry",
@@ -75,6 +76,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         object_attention,
         uncertainty_attention,
     )
-    from pyg_hgconv.module import HGConvModule
+    from pyg_hgconv.module import GroupGraphModule, HGConvModule
     from pyg_hgconv.registry import GraphConvStep, build_conv, conv_names
     from pyg_hgconv.transform import ImageToGroupGraph

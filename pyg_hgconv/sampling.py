@@ -22,8 +22,13 @@ from torch import Tensor
 SAMPLERS = ("random", "importance", "topk_random")
 
 
-def _uniform_keys(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(shape, generator=generator, device=like.device, dtype=torch.float32)
+def _uniform_keys(shape, like: Tensor, generator: torch.Generator | None,
+                  shared: bool = False) -> Tensor:
+    """Uniform keys ``[B, N]``; with ``shared`` one row drawn for the whole batch."""
+    b, n = shape
+    keys = torch.rand((1 if shared else b, n), generator=generator, device=like.device,
+                      dtype=torch.float32)
+    return keys.expand(b, n).clone() if shared else keys
 
 
 def sample_centers(
@@ -33,6 +38,7 @@ def sample_centers(
     oversample: float = 7.0,
     beta: float = 0.75,
     generator: torch.Generator | None = None,
+    batch_invariant: bool = False,
 ) -> Tensor:
     r"""Sample ``num_centers`` distinct pixels per image.
 
@@ -46,6 +52,10 @@ def sample_centers(
             centres of ``'topk_random'``.
         generator (torch.Generator, optional): source of randomness (fix it
             for deterministic sampling).
+        batch_invariant (bool): draw one row of random keys for the whole
+            batch, so that an image's centres depend only on its own importance
+            map and the generator state, not on its position in the batch or
+            the batch size (used in evaluation).
 
     Returns:
         LongTensor ``[B, K]`` of pixel indices, sorted per row.
@@ -62,24 +72,24 @@ def sample_centers(
     importance = importance.detach().float()
 
     if sampler == "random":
-        keys = _uniform_keys((b, n), importance, generator)
+        keys = _uniform_keys((b, n), importance, generator, batch_invariant)
         idx = keys.topk(num_centers, dim=1).indices
     elif sampler == "importance":
         # Gumbel top-k: argsort of log w + Gumbel noise. Normalising by the
         # per-image maximum and adding a floor keeps flat images uniform.
         peak = importance.amax(1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
         weight = importance / peak + 1e-6
-        u = _uniform_keys((b, n), importance, generator).clamp_min(1e-12)
+        u = _uniform_keys((b, n), importance, generator, batch_invariant).clamp_min(1e-12)
         keys = weight.log() - torch.log(-torch.log(u))
         idx = keys.topk(num_centers, dim=1).indices
     else:
         num_important = int(beta * num_centers)
         num_candidates = min(n, max(num_important, round(oversample * num_centers)))
-        keys = _uniform_keys((b, n), importance, generator)
+        keys = _uniform_keys((b, n), importance, generator, batch_invariant)
         candidates = keys.topk(num_candidates, dim=1).indices
         best = importance.gather(1, candidates).topk(num_important, dim=1).indices
         chosen = candidates.gather(1, best)
-        rest_keys = _uniform_keys((b, n), importance, generator)
+        rest_keys = _uniform_keys((b, n), importance, generator, batch_invariant)
         rest_keys.scatter_(1, chosen, -1.0)
         rest = rest_keys.topk(num_centers - num_important, dim=1).indices
         idx = torch.cat([chosen, rest], dim=1)

@@ -80,7 +80,8 @@ class ImageToGroupGraph(nn.Module):
     :class:`~torch_geometric.transforms.ToSLIC` but with typed edges.
 
     In ``eval()`` mode the centre sampling uses a generator seeded with
-    ``seed`` at every call, so the same input always gives the same groups.
+    ``seed`` at every call and one row of random keys for the whole batch, so
+    an image always gets the same groups, whatever else is in its batch.
 
     Args:
         in_channels (int): input channels :math:`C` (``-1``: lazy); only used
@@ -223,7 +224,7 @@ class ImageToGroupGraph(nn.Module):
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)
         centers = sample_centers(importance.flatten(1), k, self.sampler, self.oversample,
-                                 self.beta, generator)
+                                 self.beta, generator, batch_invariant=not self.training)
 
         # 3. differentiable SLIC on [embedding, coordinates].
         features = self._clustering_features(embedding, k)

@@ -208,3 +208,17 @@ def test_edge_threshold_prunes_weak_links(image):
     assert torch.equal(loose.edge_index[:, keep], strict.edge_index)
     with pytest.raises(ValueError, match="edge_threshold"):
         ImageToGroupGraph(edge_threshold=-1.0)
+
+
+@pytest.mark.parametrize("sampler", ["random", "importance", "topk_random"])
+def test_eval_groups_do_not_depend_on_the_rest_of_the_batch(sampler):
+    images = torch.cat([structured_image(1, 3, 16, 20, seed=s) for s in range(3)])
+    transform = ImageToGroupGraph(ratio=1 / 8, sampler=sampler, embed_channels=4,
+                                  in_channels=3).eval()
+    batch = transform(images).to_data_list()
+    for i in range(3):
+        alone = transform(images[i:i + 1])[0]
+        assert torch.equal(batch[i].center_pixel, alone.center_pixel)
+        assert torch.equal(batch[i].edge_index, alone.edge_index)
+        torch.testing.assert_close(batch[i].x, alone.x)
+        torch.testing.assert_close(batch[i].edge_weight, alone.edge_weight)
