@@ -38,7 +38,6 @@ generator, which inference no longer needs.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -144,48 +143,22 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *, elementwise: boo
         The MAC count (an ``int``). See the module docstring for the rules.
 
     The model runs once in eval mode under ``torch.no_grad()`` on zeros
-    (building the TVConv caches) and is put back in its previous mode.
+    (building the TVConv caches) and is put back in its previous mode; the
+    hooks are those of :func:`pyg_hgconv.flops.count_flops`, which prices
+    every leaf module with :func:`module_macs`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"'model' must be a torch.nn.Module, got {type(model).__name__}")
     shape = _input_shape(input_shape)
-    inside_tvconv = {id(m) for layer in model.modules() if isinstance(layer, TVConv)
-                     for m in layer.modules() if m is not layer}
-    total = 0
-    unknown: set[str] = set()
+    # One hook-based counter serves both packages: pyg_hgconv.flops applies the
+    # rules of this module (module_macs / generator_macs) to every leaf module.
+    from pyg_hgconv.flops import count_flops
 
-    def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
-        nonlocal total
-        inp = args[0] if args else out
-        macs = module_macs(module, inp, out, elementwise)
-        if macs < 0:
-            if any(True for _ in module.parameters(recurse=False)) or any(
-                    True for _ in module.buffers(recurse=False)):
-                unknown.add(type(module).__name__)
-            return
-        total += macs
-        if include_generator and isinstance(module, TVConv):
-            total += generator_macs(module, tuple(out.shape[-2:]), elementwise)
-
-    handles = [module.register_forward_hook(hook) for module in model.modules()
-               if id(module) not in inside_tvconv
-               and (isinstance(module, TVConv) or not any(True for _ in module.children()))]
     reference = next(iter(model.parameters()), None)
     options = {} if reference is None else {"dtype": reference.dtype,
                                             "device": reference.device}
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(shape, **options))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    if unknown:
-        warnings.warn(f"count_macs: no MAC rule for {sorted(unknown)}; counted as 0",
-                      stacklevel=2)
-    return int(total)
+    return count_flops(model, torch.zeros(shape, **options), elementwise=elementwise,
+                       include_generator=include_generator).total
 
 
 def count_params(model: nn.Module, cached: bool = False) -> int:
