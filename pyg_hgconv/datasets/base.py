@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .augment import JointAugment
 from .root import ENV_VAR, dataset_dir
+from .splits import seeded_split, split_sizes
 
 #: a raw item: (uint8 image [C, H, W], uint8 dense targets [H, W], extra scalars)
 RawItem = tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]
@@ -339,3 +341,42 @@ def pair_by_stem(image_dir: Path, target_dir: Path, target_stem: Callable[[str],
     if not images:
         raise FileNotFoundError(f"no image files in {image_dir}")
     return [(image, find_by_stem(target_dir, target_stem(image.stem))) for image in images]
+
+
+class SeededPairDataset(ImageFileDataset):
+    r"""Image/mask pairs without an official split: the pairs, sorted by file
+    name, are split by :func:`~pyg_hgconv.datasets.splits.seeded_split` with
+    the fractions :attr:`fractions` and the given ``seed``.
+
+    Subclasses set :attr:`image_subdir` and :attr:`target_subdir` (folders
+    under the data set folder) besides the attributes of
+    :class:`ImageFileDataset`.
+
+    Args:
+        root, split, size: see :class:`ImageFileDataset`.
+        seed (int): seed of the split. (default: :obj:`0`)
+        **kwargs: see :class:`ImageDataset`.
+    """
+    #: folder of the images under the data set folder
+    image_subdir: str = "images"
+    #: folder of the masks under the data set folder
+    target_subdir: str = "masks"
+    #: split name -> fraction of the pairs
+    fractions: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, root: str | os.PathLike | None, split: str,
+                 size: int | tuple[int, int] | None, seed: int = 0, **kwargs) -> None:
+        self.seed = int(seed)
+        super().__init__(root, split, size, **kwargs)
+
+    def find_files(self) -> list[tuple[Path, ...]]:
+        what = type(self).__name__
+        images = require_dir(self.root / self.image_subdir, f"{what} images")
+        masks = require_dir(self.root / self.target_subdir, f"{what} masks")
+        pairs = pair_by_stem(images, masks)
+        split = seeded_split(len(pairs), split_sizes(len(pairs), self.fractions), self.seed)
+        return [pairs[i] for i in split[self.split]]
+
+    def _repr_args(self) -> str:
+        return f"{super()._repr_args()}, seed={self.seed}"
+

@@ -7,11 +7,10 @@ from typing import ClassVar
 import torch
 
 from .augment import JointAugment
-from .base import ImageFileDataset, pair_by_stem, require_dir
-from .splits import seeded_split, split_sizes
+from .base import SeededPairDataset
 
 
-class ECSSD(ImageFileDataset):
+class ECSSD(SeededPairDataset):
     r"""The ECSSD salient-object data set (700 natural images, binary masks).
 
     Layout under ``root/ecssd``: ``images/NNNN.jpg`` and ``masks/NNNN.png``
@@ -38,6 +37,7 @@ class ECSSD(ImageFileDataset):
     """
     name = "ecssd"
     splits = ("train", "val", "test")
+    target_subdir = "masks"
     target_kinds = ("binary",)
     fractions: ClassVar[dict[str, float]] = {"train": 5 / 7, "val": 1 / 7, "test": 1 / 7}
     default_augment = JointAugment(hflip=0.5, scale=(0.75, 1.0))
@@ -50,16 +50,5 @@ class ECSSD(ImageFileDataset):
                  normalize: bool = False, augment: bool | JointAugment = False,
                  cache: bool = True, mask_dtype: torch.dtype = torch.int64,
                  transform=None) -> None:
-        self.seed = int(seed)
-        super().__init__(root, split, size, normalize=normalize, augment=augment,
+        super().__init__(root, split, size, seed, normalize=normalize, augment=augment,
                          cache=cache, mask_dtype=mask_dtype, transform=transform)
-
-    def find_files(self):
-        images = require_dir(self.root / "images", "ECSSD images")
-        masks = require_dir(self.root / "masks", "ECSSD masks")
-        pairs = pair_by_stem(images, masks)
-        split = seeded_split(len(pairs), split_sizes(len(pairs), self.fractions), self.seed)
-        return [pairs[i] for i in split[self.split]]
-
-    def _repr_args(self) -> str:
-        return f"{super()._repr_args()}, seed={self.seed}"

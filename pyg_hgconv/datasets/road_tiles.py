@@ -7,11 +7,10 @@ from typing import ClassVar
 import torch
 
 from .augment import JointAugment
-from .base import ImageFileDataset, pair_by_stem, require_dir
-from .splits import seeded_split, split_sizes
+from .base import SeededPairDataset
 
 
-class RoadTiles(ImageFileDataset):
+class RoadTiles(SeededPairDataset):
     r"""Aerial RGB tiles with road masks (road extraction, binary segmentation).
 
     Layout under ``root/roads``: ``images/<name>.png`` and
@@ -38,6 +37,7 @@ class RoadTiles(ImageFileDataset):
     """
     name = "roads"
     splits = ("train", "val", "test")
+    target_subdir = "groundtruth"
     target_kinds = ("binary",)
     fractions: ClassVar[dict[str, float]] = {"train": 0.75, "val": 0.125, "test": 0.125}
     default_augment = JointAugment(hflip=0.5, scale=(0.5, 1.0))
@@ -50,16 +50,5 @@ class RoadTiles(ImageFileDataset):
                  normalize: bool = False, augment: bool | JointAugment = False,
                  cache: bool = True, mask_dtype: torch.dtype = torch.int64,
                  transform=None) -> None:
-        self.seed = int(seed)
-        super().__init__(root, split, size, normalize=normalize, augment=augment,
+        super().__init__(root, split, size, seed, normalize=normalize, augment=augment,
                          cache=cache, mask_dtype=mask_dtype, transform=transform)
-
-    def find_files(self):
-        images = require_dir(self.root / "images", "RoadTiles images")
-        masks = require_dir(self.root / "groundtruth", "RoadTiles masks")
-        pairs = pair_by_stem(images, masks)
-        split = seeded_split(len(pairs), split_sizes(len(pairs), self.fractions), self.seed)
-        return [pairs[i] for i in split[self.split]]
-
-    def _repr_args(self) -> str:
-        return f"{super()._repr_args()}, seed={self.seed}"
