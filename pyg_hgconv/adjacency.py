@@ -35,22 +35,6 @@ def _typed_key(target: Tensor, source: Tensor, edge_type: Tensor, num_nodes: int
     return (target * num_nodes + source) * NUM_DIRECTIONS + edge_type
 
 
-def coalesce_typed(target: Tensor, source: Tensor, edge_type: Tensor, weight: Tensor,
-                   num_nodes: int) -> TypedEdges:
-    """Sum the weights of duplicate ``(target, source, type)`` entries.
-
-    Returns ``(edge_index, edge_type, edge_weight)`` sorted by target, source,
-    then type. Differentiable with respect to ``weight``.
-    """
-    key = _typed_key(target, source, edge_type, num_nodes)
-    unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    summed = weight.new_zeros(unique.numel()).index_add(0, inverse, weight)
-    edge_type = unique % NUM_DIRECTIONS
-    pair = unique // NUM_DIRECTIONS
-    edge_index = torch.stack([pair % num_nodes, pair // num_nodes])
-    return edge_index, edge_type, summed
-
-
 def neighbour_entry_pairs(
     pixel: Tensor,
     counts: Tensor,
@@ -79,6 +63,31 @@ def neighbour_entry_pairs(
     e_rep = torch.repeat_interleave(e, repeats)
     first = torch.repeat_interleave(starts[neighbour] - (repeats.cumsum(0) - repeats), repeats)
     return e_rep, first + torch.arange(e_rep.numel(), device=pixel.device)
+
+
+#: key spaces up to this size are coalesced with a dense accumulator (no sort)
+DENSE_COALESCE_LIMIT = 1 << 22
+
+
+def coalesce_pairs(target: Tensor, source: Tensor, weight: Tensor, num_nodes: int
+                   ) -> tuple[Tensor, Tensor]:
+    """Sum the weights of duplicate ``(target, source)`` pairs.
+
+    Returns ``(edge_index [2, E] as (source, target), weight [E])``, sorted by
+    target then source. Small key spaces (``num_nodes**2`` up to
+    :data:`DENSE_COALESCE_LIMIT`) are accumulated densely, larger ones sorted
+    with :func:`torch.unique`; both are differentiable in ``weight``.
+    """
+    key = target * num_nodes + source
+    space = num_nodes * num_nodes
+    if space <= DENSE_COALESCE_LIMIT:
+        present = torch.bincount(key, minlength=space).nonzero().view(-1)
+        summed = weight.new_zeros(space).index_add(0, key, weight)[present]
+        unique = present
+    else:
+        unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
+        summed = weight.new_zeros(unique.numel()).index_add(0, inverse, weight)
+    return torch.stack([unique % num_nodes, unique // num_nodes]), summed
 
 
 def group_adjacency(
@@ -113,17 +122,17 @@ def group_adjacency(
     targets, sources, types, weights = [], [], [], []
     for t in HALF_DIRECTIONS:
         e, f = neighbour_entry_pairs(pixel, counts, height, width, t)
-        edge_index, _, weight = coalesce_typed(
-            group[e], group[f], torch.zeros_like(e), assign_weight[e] * assign_weight[f],
-            num_groups)
+        edge_index, weight = coalesce_pairs(group[e], group[f],
+                                            assign_weight[e] * assign_weight[f], num_groups)
         source, target = edge_index
         # delta: g receives from h; -delta: h receives from g (transpose).
         targets += [target, source]
         sources += [source, target]
         types += [torch.full_like(target, t), torch.full_like(target, NUM_DIRECTIONS - 1 - t)]
         weights += [weight, weight]
-    return coalesce_typed(torch.cat(targets), torch.cat(sources), torch.cat(types),
-                          torch.cat(weights), num_groups)
+    # the eight per-direction lists are coalesced and disjoint by type
+    return torch.stack([torch.cat(sources), torch.cat(targets)]), torch.cat(types), \
+        torch.cat(weights)
 
 
 def _partner_weight(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,

@@ -86,8 +86,8 @@ clustering             :class:`~pyg_hgconv.ImageToGroupGraph` on :math:`B` image
                          are transposes; noise cancelling and max direction are
                          subtractions and comparisons).
 
-                       The embedding 1x1 conv is a ``Conv2d`` (counted as such, in
-                       the clustering component).
+                       The 1x1 embedding is a ``Linear`` on the pixel features
+                       (counted as such, in the clustering component).
 group-graph module     :class:`~pyg_hgconv.module.GroupGraphModule` (e.g.
                        :class:`~pyg_hgconv.HGConvModule`), by step: ``unpool``
                        (Eq. 6) :math:`(nnz + B n) C_{out}`; ``pool`` with a given
@@ -243,7 +243,7 @@ def clustering_flops(batch_size: int, height: int, width: int, in_channels: int,
                      num_iterations: int, num_groups: int, nnz: int, adjacency_pairs: int,
                      attention: bool = False) -> dict[str, int]:
     """FLOPs of :class:`~pyg_hgconv.ImageToGroupGraph` by step (row
-    ``clustering``; the embedding conv is not included)."""
+    ``clustering``; the embedding ``Linear`` is counted by its own hook)."""
     b, n, d, k, m, t = (batch_size, height * width, embed_channels, num_centers,
                         num_candidates, num_iterations)
     d2 = d + 2

@@ -90,7 +90,8 @@ class ImageToGroupGraph(nn.Module):
         ratio (float, optional): centres per pixel in ``(0, 1]`` (used when
             ``num_groups`` is not given; default :math:`1/64`).
         embed_channels (int, optional): width of the learnable 1x1 clustering
-            embedding; ``None`` clusters the (standardised) features directly.
+            embedding (an :class:`~torch.nn.Linear` on each pixel's features);
+            ``None`` clusters the (standardised) features directly.
         sampler (str): ``'random' | 'importance' | 'topk_random'``.
         oversample (float): PointRend's :math:`k` (default 7).
         beta (float): PointRend's :math:`\beta` (default 0.75).
@@ -181,8 +182,10 @@ class ImageToGroupGraph(nn.Module):
             self.embed = None
         else:
             check_positive_int(embed_channels, "embed_channels")
-            self.embed = (nn.LazyConv2d(embed_channels, 1) if in_channels == -1
-                          else nn.Conv2d(in_channels, embed_channels, 1))
+            # a 1x1 convolution, applied as a Linear to the pixel-major features
+            # that pooling needs anyway (one GEMM instead of a strided conv)
+            self.embed = (nn.LazyLinear(embed_channels) if in_channels == -1
+                          else nn.Linear(in_channels, embed_channels))
         log_scales = torch.tensor([math.log(feature_scale), math.log(position_scale)])
         if learnable:
             self.log_scales = nn.Parameter(log_scales)
@@ -190,7 +193,7 @@ class ImageToGroupGraph(nn.Module):
             self.register_buffer("log_scales", log_scales)
 
     def reset_parameters(self) -> None:
-        if self.embed is not None and not isinstance(self.embed, nn.LazyConv2d):
+        if self.embed is not None and not isinstance(self.embed, nn.LazyLinear):
             self.embed.reset_parameters()
 
     def forward(self, x: Tensor, attention: Tensor | None = None,
@@ -219,7 +222,9 @@ class ImageToGroupGraph(nn.Module):
 
         # 1-2. importance / focus map on the clustering embedding and centre
         # sampling (no gradient).
-        embedding = self.embed(x) if self.embed is not None else x
+        x_pix = x.permute(0, 2, 3, 1).reshape(b * n, c)  # [B*H*W, C], pixel-major
+        emb_pix = self.embed(x_pix) if self.embed is not None else x_pix
+        embedding = emb_pix.view(b, h, w, -1).permute(0, 3, 1, 2)  # [B, D, H, W] view
         importance = importance_map(embedding.detach())
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)
@@ -241,7 +246,6 @@ class ImageToGroupGraph(nn.Module):
         center_pixel = centers.reshape(-1)[keep]
 
         # 4. pooling (Eq. 5) of features and coordinates.
-        x_pix = x.permute(0, 2, 3, 1).reshape(b * n, c)
         x_grp = pool(x_pix, assign_index, assign_weight.to(x.dtype), num_groups)
         xy = pixel_yx.flip(1).repeat(b, 1)
         pos = pool(xy, assign_index, assign_weight.detach().to(xy.dtype), num_groups)

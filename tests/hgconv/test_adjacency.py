@@ -161,3 +161,16 @@ def test_adjacency_is_differentiable_in_the_assignment():
     _, _, edge_weight = build_group_adjacency(index, weight, 1, 4, 4, num_groups)
     edge_weight.sum().backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_dense_and_sorted_coalescing_agree(monkeypatch):
+    import pyg_hgconv.adjacency as adjacency
+
+    index, weight, num_groups = random_assignment(2, 6, 5, 4, 3, seed=7)
+    dense_path = group_adjacency(index, weight, 2, 6, 5, num_groups)
+    monkeypatch.setattr(adjacency, "DENSE_COALESCE_LIMIT", 0)
+    sorted_path = group_adjacency(index, weight, 2, 6, 5, num_groups)
+    for a, b in zip(dense_path, sorted_path, strict=True):
+        assert torch.equal(a, b) if a.dtype == torch.long else torch.allclose(a, b)
+    torch.testing.assert_close(to_dense(sorted_path, num_groups),
+                               reference(index, weight, 2, 6, 5, num_groups))
