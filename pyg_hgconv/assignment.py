@@ -67,9 +67,10 @@ def pool(x: Tensor, assign_index: Tensor, assign_weight: Tensor, num_groups: int
     """
     check_assignment(x, assign_index, assign_weight, x.size(0), num_groups, "x")
     pixel, group = assign_index
-    total = sparse_matmul(group, pixel, assign_weight, x, num_groups)
+    # S_bar = S Z^-1 on the non-zeros, then one sparse product
     mass = group_mass(assign_index, assign_weight, num_groups)
-    return total / mass.clamp_min(_EPS).unsqueeze(1)
+    return sparse_matmul(group, pixel, assign_weight / mass.clamp_min(_EPS)[group], x,
+                         num_groups)
 
 
 def unpool_features(x: Tensor, assign_index: Tensor, assign_weight: Tensor,
@@ -82,9 +83,10 @@ def unpool_features(x: Tensor, assign_index: Tensor, assign_weight: Tensor,
     """
     check_assignment(x, assign_index, assign_weight, num_pixels, x.size(0), "x")
     pixel, group = assign_index
-    total = sparse_matmul(pixel, group, assign_weight, x, num_pixels)
+    # S_tilde = Z^-1 S on the non-zeros, then one sparse product
     rows = pixel_mass(assign_index, assign_weight, num_pixels)
-    return total / rows.clamp_min(_EPS).unsqueeze(1)
+    return sparse_matmul(pixel, group, assign_weight / rows.clamp_min(_EPS)[pixel], x,
+                         num_pixels)
 
 
 def image_grid(graph) -> tuple[int, int, int]:

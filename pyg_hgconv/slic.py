@@ -71,12 +71,12 @@ def _centre_features(features: Tensor, pattern: SparsePattern, weight: Tensor,
                      fallback: Tensor) -> Tensor:
     """Column-normalised update ``X^c = S_bar^T X`` (Algorithm 1, lines 3-4).
 
-    ``features [B*N, D]``; ``pattern`` is the (centre, pixel) layout of the
-    candidate entries of :math:`S^T` and ``weight [B*N*m]`` their values.
+    ``features [B*N, D + 1]`` (the clustering features and a column of ones,
+    whose pooled value is the mass); ``pattern`` is the (centre, pixel) layout
+    of the candidate entries of :math:`S^T` and ``weight [B*N*m]`` their values.
     Centres that received (almost) no mass keep ``fallback``.
     """
-    ones = features.new_ones(features.size(0), 1)
-    sums = pattern.matmul(weight, torch.cat([features, ones], dim=1))
+    sums = pattern.matmul(weight, features)
     total, mass = sums[:, :-1], sums[:, -1:]
     return torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
 
@@ -118,10 +118,13 @@ def slic_assignment(
     # Line 1: hard assignment to the spatially nearest centre.
     weight = torch.zeros(b * n, m, dtype=features.dtype, device=features.device)
     weight[:, 0] = 1.0
+    with_ones = torch.cat([flat_feat, flat_feat.new_ones(b * n, 1)], dim=1)
     for _ in range(num_iterations):
-        centre_feat = _centre_features(flat_feat, pattern, weight.reshape(-1), fallback)
-        diff = flat_feat.unsqueeze(1) - centre_feat[centre].view(b * n, m, d)
-        weight = torch.softmax(-diff.square().sum(2), dim=1)
+        centre_feat = _centre_features(with_ones, pattern, weight.reshape(-1), fallback)
+        # ||x_i - c_j||^2 over the candidates; in-place ops on fresh buffers only
+        diff = torch.index_select(centre_feat, 0, centre).view(b * n, m, d)
+        diff = diff.sub_(flat_feat.unsqueeze(1))
+        weight = torch.softmax(torch.einsum("pmd,pmd->pm", diff, diff).neg_(), dim=1)
 
     weight = weight * (weight >= threshold)
     weight = weight / weight.sum(1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
