@@ -19,6 +19,12 @@ def test_readme_example_runs():
     assert ' '.join(out[-4:]) == 'torch.Size([2, 32, 24, 32])'
 
 
+def test_every_readme_python_block_runs():
+    for block in re.findall(r"```python\n(.*?)```", README, flags=re.S)[1:]:
+        subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True,
+                       check=True)
+
+
 def test_first_screen_gives_the_two_commands_and_ci_runs_the_test_one():
     first_screen = "\n".join(README.splitlines()[:40])
     assert "make bench" in first_screen and "make test" in first_screen
