@@ -579,7 +579,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     ``torch_scatter``, ``torch_sparse``, ``torch_spline_conv``, ``torch_cluster``
     and ``numpy`` versions (``None`` when a package is absent), ``platform``,
     ``cpu`` (model name), ``logical_cores``, ``threads`` (requested),
-    ``torch_threads`` (actual), ``cuda`` (GPU name or ``None``), ``seed``,
+    ``torch_threads`` (actual), ``omp_wait_policy``, ``cuda`` (GPU name or ``None``), ``seed``,
     ``git_commit`` (``None`` outside a git checkout or before the first commit),
     ``git_dirty`` (uncommitted changes to tracked files) and ``utc_time``.
     """
@@ -602,6 +602,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "threads": int(threads),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cuda": cuda,
         "seed": int(seed),
         "git_commit": commit or None,

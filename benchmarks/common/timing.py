@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["fixed_threads", "median_time", "peak_memory_bytes"]
+__all__ = ["fixed_threads", "median_time", "peak_memory_bytes", "quiet_native_stderr"]
 
 
 def _sync(device: torch.device | None) -> None:
@@ -127,9 +129,15 @@ def peak_memory_bytes(fn: Callable[[], Any], device: str | torch.device = "cpu")
 
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
-                 record_shapes=False, with_stack=False) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                   record_shapes=False, with_stack=False)
+    with quiet_native_stderr():
+        prof.__enter__()
+    try:
         fn()
+    finally:
+        with quiet_native_stderr():
+            prof.__exit__(None, None, None)
     try:
         events = prof.profiler.kineto_results.events()
     except AttributeError as exc:  # pragma: no cover - depends on the torch build
@@ -142,6 +150,39 @@ def peak_memory_bytes(fn: Callable[[], Any], device: str | torch.device = "cpu")
     ]
     mem.sort()
     return _peak_of_running_sum([d for _, _, d in mem])
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to ``/dev/null`` in the block.
+
+    torch's CPU profiler logs two ``USDT: ... profiler_start/stop`` lines per
+    use from C++, whatever ``KINETO_LOG_LEVEL`` says; :func:`peak_memory_bytes`
+    wraps the profiler's start and stop (not the measured call) in this block.
+    Python-level writes to ``sys.stderr`` inside the block are flushed first
+    and go to ``/dev/null`` as well. Does nothing when ``enabled`` is false or
+    stderr has no file descriptor (e.g. under capture).
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 @contextlib.contextmanager

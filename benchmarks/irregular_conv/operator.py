@@ -67,7 +67,6 @@ from pyg_hgconv.flops import GRAPH_CONV_DEFAULTS, conv_flops, count_flops, knn_e
 from pyg_hgconv.registry import build_conv, conv_names, prepare_graph
 
 from .features import feature_map
-from .quiet import quiet_native_stderr
 from .schedules import IrregularSchedule, ratio_label
 
 __all__ = [
@@ -135,13 +134,11 @@ def _timed(prefix: str, module: nn.Module, forward: Callable[[], Any],
         with torch.no_grad():
             fwd = median_time(forward, repeats=schedule.repeats, warmup=schedule.warmup,
                               device=device)
-            with quiet_native_stderr():
-                fwd_peak = peak_memory_bytes(forward, device=device)
+            fwd_peak = peak_memory_bytes(forward, device=device)
         module.train()
         fwdbwd = median_time(forward_backward, repeats=schedule.repeats, warmup=schedule.warmup,
                              device=device)
-        with quiet_native_stderr():
-            fwdbwd_peak = peak_memory_bytes(forward_backward, device=device)
+        fwdbwd_peak = peak_memory_bytes(forward_backward, device=device)
     finally:
         module.train(was_training)
     return {f"{prefix}fwd_ms": 1e3 * fwd["median"], f"{prefix}fwd_iqr_ms": 1e3 * fwd["iqr"],
