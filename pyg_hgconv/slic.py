@@ -35,27 +35,65 @@ from pyg_hgconv.sparse import SparsePattern
 ASSIGN_THRESHOLD = 1e-3
 
 
+def _knn_backend():
+    """PyG's :func:`~torch_geometric.nn.knn` when a backend (torch-cluster or
+    pyg-lib) is installed, else ``None``."""
+    global _KNN
+    if _KNN is None:
+        try:
+            from torch_geometric.nn import knn
+
+            knn(torch.zeros(1, 2), torch.zeros(1, 2), 1)
+            _KNN = knn
+        except (ImportError, RuntimeError):
+            _KNN = False
+    return _KNN or None
+
+
+_KNN = None
+
+
 @torch.no_grad()
 def nearest_centers(
     center_yx: Tensor,
     pixel_yx: Tensor,
     num_candidates: int,
     max_chunk_elements: int = 1 << 22,
+    use_knn: bool = True,
 ) -> Tensor:
     r"""Return the ``m`` spatially nearest centres of every pixel.
+
+    Uses PyG's k-NN search (a KD-tree on CPU, from torch-cluster or pyg-lib)
+    when available and ``use_knn``; otherwise a chunked brute-force search
+    whose memory stays ``O(B K)`` per chunk. Among centres at equal distance
+    the two may pick different ones.
 
     Args:
         center_yx (Tensor): ``[B, K, 2]`` centre coordinates.
         pixel_yx (Tensor): ``[N, 2]`` pixel coordinates (shared by the batch).
         num_candidates (int): :math:`m \le K`.
         max_chunk_elements (int): bound on the ``B x chunk x K`` distance block
-            computed at once (memory stays ``O(B K)`` per chunk).
+            of the brute-force search.
+        use_knn (bool): allow the k-NN backend.
 
     Returns:
         LongTensor ``[B, N, m]`` of centre indices, nearest first.
     """
     b, k, _ = center_yx.shape
     n = pixel_yx.size(0)
+    knn = _knn_backend() if use_knn else None
+    if knn is not None:
+        device = center_yx.device
+        row, col = knn(center_yx.reshape(-1, 2), pixel_yx.repeat(b, 1), num_candidates,
+                       torch.arange(b, device=device).repeat_interleave(k),
+                       torch.arange(b, device=device).repeat_interleave(n))
+        out = col[torch.argsort(row, stable=True)].view(b, n, num_candidates)
+        out = out - (torch.arange(b, device=device) * k).view(b, 1, 1)
+        # nearest first (the backend's order within a pixel is not guaranteed)
+        gathered = center_yx.gather(1, out.view(b, -1, 1).expand(-1, -1, 2))
+        dist = (gathered.view(b, n, num_candidates, 2) - pixel_yx.view(1, n, 1, 2)).square()
+        return out.gather(2, dist.sum(3).argsort(dim=2, stable=True))
+
     chunk = max(1, max_chunk_elements // max(1, b * k))
     out = torch.empty(b, n, num_candidates, dtype=torch.long, device=center_yx.device)
     cy = center_yx[..., 0].unsqueeze(1)

@@ -222,3 +222,22 @@ def test_eval_groups_do_not_depend_on_the_rest_of_the_batch(sampler):
         assert torch.equal(batch[i].edge_index, alone.edge_index)
         torch.testing.assert_close(batch[i].x, alone.x)
         torch.testing.assert_close(batch[i].edge_weight, alone.edge_weight)
+
+
+def test_knn_and_brute_force_candidates_agree():
+    from pyg_hgconv.slic import nearest_centers
+
+    torch.manual_seed(0)
+    ys, xs = torch.meshgrid(torch.arange(13.0), torch.arange(17.0), indexing="ij")
+    pixels = torch.stack([ys, xs], -1).reshape(-1, 2) + 0.01 * torch.rand(221, 2)
+    centers = torch.stack([pixels[torch.randperm(221)[:20]] for _ in range(2)])
+    fast = nearest_centers(centers, pixels, 6)
+    slow = nearest_centers(centers, pixels, 6, use_knn=False)
+
+    def dist(idx):
+        c = centers.gather(1, idx.view(2, -1, 1).expand(-1, -1, 2)).view(2, 221, 6, 2)
+        return (c - pixels.view(1, 221, 1, 2)).square().sum(-1)
+
+    torch.testing.assert_close(dist(fast), dist(slow))
+    assert (dist(fast)[..., 1:] >= dist(fast)[..., :-1]).all()  # nearest first
+    assert torch.equal(fast, slow)  # jittered coordinates: no ties
