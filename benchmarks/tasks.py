@@ -1,0 +1,511 @@
+r"""HG-CNNs on the paper's tasks: grid vs HG models, with active focus (Sec. 5.1, 5.3, 5.4).
+
+For each task (``--task``), the grid model and its HG counterpart are trained
+with the same schedule by THE training loop and scored on the validation split
+(task definitions, metrics and FLOPs: :mod:`benchmarks.common.tasks`):
+
+===============  ==========================================  ==========================
+task             models                                      metrics
+===============  ==========================================  ==========================
+segmentation     ResNet18-Dilation, HG-ResNet18-Dilation     mIoU (CamVid, 11 classes)
+roads            ResUNet18+, HG-ResUNet18+,                  road IoU, topology
+                 HG-ResUNet18+-Attn (object focus)           (APLS-like)
+saliency         ResUNet18, HG-ResUNet18, -Attn (object),    MaxF, MAE (ECSSD)
+                 -Attn (uncertainty)
+===============  ==========================================  ==========================
+
+Active focus (``-Attn``): a coarse head on the input of the HG module predicts
+the task; its prediction (object: the foreground probability, Eq. 12;
+uncertainty: its normalised entropy, Eq. 13) modulates the importance map
+that places the cluster centres (Eq. 11).
+
+Every model gets its FLOPs per image averaged over the validation images (HG
+graphs differ per image) and the FLOPs of the replaced stage: grid stage 4
+(plus the first decoder level of a ResUNet) against the HG modules with their
+clustering, fusion convs and, with active focus, the coarse head. The goal
+checked and printed: **the HG variant matches or beats its grid counterpart on
+the task's primary metric while spending less than half of the replaced
+stage's FLOPs**.
+
+Output per task in ``<out>/<task>/``: ``results.json`` (one record per model:
+metrics, GFLOPs, ``variant`` ``grid``/``hg``, ``attention``, the split),
+``results.md`` (tables, our numbers beside the paper's for reference, the goal
+check), ``metric_vs_gflops.png``, ``stage_gflops.png`` and the training runs
+in ``runs/`` (checkpoint every epoch; rerunning resumes). The default schedules
+are sized for about 15 minutes per task on 2 CPU cores (downscaled inputs, a
+narrow ResNet-18, a few epochs from scratch): the numbers are **not**
+comparable with the paper's (which trains ResNet-101/50 at 713/352 px for
+tens of thousands of iterations). Under ``torchrun`` the models train with DDP
+(gloo on CPU); rank 0 writes the results.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
+from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.tasks import (
+    TASKS,
+    TaskData,
+    TaskSchedule,
+    TaskSpec,
+    build_model,
+    get_task,
+    load_task_data,
+    model_name,
+    resolve_schedule,
+    train_and_evaluate,
+)
+from benchmarks.common.training import seed_everything
+
+PROTOCOL_VERSION = 1
+
+#: metrics shown in percent (the paper's unit for them)
+PERCENT_METRICS = frozenset({"miou", "pixel_accuracy", "mean_accuracy", "road_iou", "topology"})
+METRIC_LABELS = {"miou": "mIoU", "pixel_accuracy": "pixel acc.", "mean_accuracy": "mean acc.",
+                 "road_iou": "road IoU", "topology": "topology", "max_f": "MaxF", "mae": "MAE"}
+#: the goal: the HG stage spends less than this share of the grid stage's FLOPs
+STAGE_SHARE_GOAL = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCell:
+    """One model of a benchmark: its variant, active focus and HG options."""
+
+    variant: str
+    attention: str | None = None
+    hg_options: tuple[tuple[str, Any], ...] = ()
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.hg_options)
+
+    def run_id(self, schedule: TaskSchedule) -> str:
+        """Directory name of the training run: the full model configuration, so
+        that identical models of different studies share one run."""
+        if self.variant == "grid":
+            return "grid"
+        options = {"ratio": schedule.hg_ratio, **self.options()}
+        parts = [f"{k}-{_short(v)}" for k, v in sorted(options.items())]
+        if self.attention:
+            parts.insert(0, f"attn-{self.attention}")
+        return "hg_" + "_".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        inverse = 1 / value
+        return f"1o{round(inverse)}" if abs(inverse - round(inverse)) < 1e-9 else f"{value:g}"
+    return str(value)
+
+
+#: the models of every task (grid first: it is the reference of the goal)
+TASK_MODELS: dict[str, tuple[ModelCell, ...]] = {
+    "segmentation": (ModelCell("grid"), ModelCell("hg")),
+    "roads": (ModelCell("grid"), ModelCell("hg"), ModelCell("hg", "object")),
+    "saliency": (ModelCell("grid"), ModelCell("hg"), ModelCell("hg", "object"),
+                 ModelCell("hg", "uncertainty")),
+}
+
+#: The paper's numbers, typed from its tables, for reference only (other data
+#: sets, backbones and schedules). Keys: (variant, attention).
+PAPER_RESULTS: dict[str, dict[str, Any]] = {
+    "segmentation": {
+        "source": "Table 2 (Cityscapes val, single scale; mIoU %, GFLOPs)",
+        "metrics": ("miou",),
+        "rows": {("grid", None): {"model": "ResNet101-Dilation", "miou": 75.3, "gflops": 512.8},
+                 ("hg", None): {"model": "+ HG-conv", "miou": 78.8,
+                                "gflops": round(512.8 - 78.1, 1)}},
+    },
+    "roads": {
+        "source": "Table 10 (DeepGlobe; IoU %, APLS %)",
+        "metrics": ("road_iou", "topology"),
+        "rows": {("grid", None): {"model": "ResUNet18+", "road_iou": 67.5, "topology": 71.0},
+                 ("hg", None): {"model": "HG-ResUNet18+", "road_iou": 68.1, "topology": 71.9},
+                 ("hg", "object"): {"model": "HG-ResUNet18+-Attn", "road_iou": 68.3,
+                                    "topology": 72.3}},
+    },
+    "saliency": {
+        "source": "Table 6 (ECSSD; MaxF, MAE)",
+        "metrics": ("max_f", "mae"),
+        "rows": {("grid", None): {"model": "ResUNet50", "max_f": 0.938, "mae": 0.0413},
+                 ("hg", None): {"model": "HG-ResUNet50", "max_f": 0.942, "mae": 0.0393},
+                 ("hg", "object"): {"model": "HG-ResUNet50-Attn (object)", "max_f": 0.943,
+                                    "mae": 0.0396},
+                 ("hg", "uncertainty"): {"model": "HG-ResUNet50-Attn (uncertainty)",
+                                         "max_f": 0.943, "mae": 0.0395}},
+    },
+}
+
+
+# ----------------------------------------------------------------------- distributed
+def distributed_rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def init_distributed() -> bool:
+    """Create the process group once for the whole command under ``torchrun``
+    (``WORLD_SIZE > 1``), so that every model's :func:`fit` reuses it; returns
+    whether it was created here."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group(backend="gloo" if not torch.cuda.is_available() else "nccl")
+    return True
+
+
+class ReaderStore(ResultStore):
+    """The results of a non-zero DDP rank: it reads rank 0's ``results.json`` to
+    skip the same cells, but never writes (one writer per directory)."""
+
+    def _write(self) -> None:
+        pass
+
+    def _move_aside(self, raw: bytes) -> Path:
+        return self.path
+
+
+def open_store(out_dir: Path, config: Mapping[str, Any], key_fields: Sequence[str],
+               env: Mapping[str, Any], fresh: bool) -> ResultStore:
+    """The :class:`ResultStore` of ``out_dir`` (read-only on DDP ranks > 0)."""
+    cls = ResultStore if distributed_rank() == 0 else ReaderStore
+    return cls(out_dir, config, key_fields, environment=env, fresh=fresh)
+
+
+# ------------------------------------------------------------------------ running cells
+class ModelRunner:
+    """Trains and scores the model cells of one task and schedule (shared by
+    :mod:`benchmarks.tasks` and :mod:`benchmarks.ablations`).
+
+    ``runs_dir / cell.run_id(schedule)`` holds each training run, so a model
+    that several studies share is trained once; ``fresh`` restarts a run only
+    the first time this runner meets it.
+    """
+
+    def __init__(self, task: TaskSpec, schedule: TaskSchedule, data: TaskData,
+                 args: argparse.Namespace, runs_dir: Path, progress: bool):
+        self.task, self.schedule, self.data = task, schedule, data
+        self.args, self.runs_dir, self.progress = args, runs_dir, progress
+        self._restarted: set[str] = set()
+
+    def cell_fields(self, cell: ModelCell, **extra: Any) -> dict[str, Any]:
+        """The identifying fields of a cell's record."""
+        return {"model": model_name(self.task, cell.variant, cell.attention, self.schedule),
+                "variant": cell.variant, "attention": cell.attention,
+                "hg_options": cell.options() if cell.variant == "hg" else None,
+                "run": cell.run_id(self.schedule), **extra}
+
+    def measure(self, cell: ModelCell) -> dict[str, Any]:
+        """Build, train (or resume / load) and score one model."""
+        run = cell.run_id(self.schedule)
+        fresh = bool(self.args.fresh) and run not in self._restarted
+        self._restarted.add(run)
+        seed_everything(int(self.args.seed))
+        model = build_model(self.task, cell.variant, self.schedule, attention=cell.attention,
+                            **cell.options())
+        if self.progress:
+            print(f"\n[{self.task.name}] {model_name(self.task, cell.variant, cell.attention)}"
+                  f" -> {self.runs_dir / run}", flush=True)
+        return train_and_evaluate(model, self.task, schedule=self.schedule,
+                                  out_dir=self.runs_dir / run, seed=int(self.args.seed),
+                                  fresh=fresh, progress=self.progress, device=self.args.device,
+                                  data=self.data)
+
+    def run(self, store: ResultStore, cells: Iterable[tuple[ModelCell, dict[str, Any]]],
+            desc: str) -> list[dict[str, Any]]:
+        """Measure every ``(cell, record fields)`` the store lacks; all records."""
+        pairs = list(cells)
+        by_key = {json_key(fields, store.key_fields): cell for cell, fields in pairs}
+        return run_cells(store, [fields for _, fields in pairs],
+                         lambda fields: self.measure(by_key[json_key(fields, store.key_fields)]),
+                         desc=desc, progress=self.progress)
+
+
+def json_key(fields: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[str, ...]:
+    return tuple(repr(fields[k]) for k in key_fields)
+
+
+# ------------------------------------------------------------------------------ tables
+def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
+    """A record's metric in the unit of the tables (percent for IoU-like ones)."""
+    value = record.get(metric)
+    if value is None:
+        return None
+    return 100.0 * value if metric in PERCENT_METRICS else float(value)
+
+
+def metric_format(metric: str) -> str:
+    return ".1f" if metric in PERCENT_METRICS else ".4f" if metric == "mae" else ".3f"
+
+
+def metric_header(metric: str) -> str:
+    label = METRIC_LABELS.get(metric, metric)
+    return f"{label} (%)" if metric in PERCENT_METRICS else label
+
+
+def grid_record(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The grid model's record (the reference of the goal)."""
+    return next((r for r in records if r.get("variant") == "grid"), None)
+
+
+def stage_share(record: Mapping[str, Any], grid: Mapping[str, Any] | None) -> float | None:
+    """The record's stage FLOPs over the grid model's stage FLOPs."""
+    if grid is None or not record.get("stage_gflops") or not grid.get("stage_gflops"):
+        return None
+    return record["stage_gflops"] / grid["stage_gflops"]
+
+
+def results_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per record: metrics in table units, FLOPs, stage share and
+    the paper's numbers of the corresponding model."""
+    grid = grid_record(records)
+    paper = PAPER_RESULTS.get(task.name, {"rows": {}, "metrics": ()})
+    rows = []
+    for rec in records:
+        row = {"model": rec["model"], "variant": rec["variant"],
+               "attention": rec.get("attention") or "-"}
+        for metric in task.metrics:
+            row[metric] = metric_value(rec, metric)
+        row.update({"gflops": rec.get("gflops_per_image"), "stage_gflops": rec.get("stage_gflops"),
+                    "stage_share": stage_share(rec, grid),
+                    "groups": rec.get("groups_per_image"),
+                    "params_m": rec["params"] / 1e6 if rec.get("params") else None,
+                    "train_time_s": rec.get("train_time_s"), "epochs": rec.get("epochs")})
+        ref = paper["rows"].get((rec["variant"], rec.get("attention")), {})
+        row["paper_model"] = ref.get("model")
+        for metric in paper["metrics"]:
+            row[f"paper_{metric}"] = ref.get(metric)
+        row["paper_gflops"] = ref.get("gflops")
+        rows.append(row)
+    return rows
+
+
+def results_table(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of the models, our numbers beside the paper's."""
+    paper = PAPER_RESULTS.get(task.name, {"metrics": ()})
+    columns: list[tuple] = [("model", "Model"), ("attention", "focus")]
+    columns += [(m, metric_header(m), metric_format(m)) for m in task.metrics]
+    columns += [("gflops", "GFLOPs/img", ".4f"), ("stage_gflops", "stage GFLOPs", ".4f"),
+                ("stage_share", "stage share", ".1%"), ("groups", "groups/img", ".1f"),
+                ("params_m", "params (M)", ".3f"), ("train_time_s", "train (s)", ".0f"),
+                ("epochs", "epochs")]
+    columns += [("paper_model", "paper model")]
+    columns += [(f"paper_{m}", f"paper {metric_header(m)}", metric_format(m))
+                for m in paper["metrics"]]
+    rows = results_rows(task, records)
+    if any(r["paper_gflops"] is not None for r in rows):
+        columns.append(("paper_gflops", "paper GFLOPs", ".1f"))
+    return markdown_table(rows, columns)
+
+
+def per_class_table(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """IoU (%) per class of every model (segmentation; cf. the paper's Table 11)."""
+    with_classes = [r for r in records if r.get("iou_per_class")]
+    if not with_classes:
+        return None
+    names = list(with_classes[0]["iou_per_class"])
+    rows = [{"model": r["model"], **{n: 100 * r["iou_per_class"][n] for n in names}}
+            for r in with_classes]
+    return markdown_table(rows, [("model", "Model"), *((n, n, ".1f") for n in names)])
+
+
+def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per HG model: the primary metric against the grid model's and the stage
+    share against :data:`STAGE_SHARE_GOAL`."""
+    grid = grid_record(records)
+    if grid is None:
+        return []
+    metric = task.primary_metric
+    rows = []
+    for rec in records:
+        if rec.get("variant") != "hg":
+            continue
+        share = stage_share(rec, grid)
+        ours, ref = rec.get(metric), grid.get(metric)
+        metric_ok = ours is not None and ref is not None and task.better(metric, ours, ref)
+        flops_ok = share is not None and share < STAGE_SHARE_GOAL
+        others = []
+        for other in task.metrics:
+            if other == metric or rec.get(other) is None or grid.get(other) is None:
+                continue
+            delta = metric_value(rec, other) - metric_value(grid, other)
+            ok = task.better(other, rec[other], grid[other])
+            digits = 4 if other == "mae" else 1
+            others.append(f"{METRIC_LABELS.get(other, other)} {delta:+.{digits}f} "
+                          f"({'better or equal' if ok else 'worse'})")
+        rows.append({"model": rec["model"], "delta": (metric_value(rec, metric) or 0.0)
+                     - (metric_value(grid, metric) or 0.0), "others": "; ".join(others) or "-",
+                     "stage_share": share, "metric_ok": "yes" if metric_ok else "no",
+                     "flops_ok": "yes" if flops_ok else "no",
+                     "goal": "holds" if metric_ok and flops_ok else "does not hold"})
+    return rows
+
+
+def goal_table(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> str:
+    metric = task.primary_metric
+    unit = " (points)" if metric in PERCENT_METRICS else ""
+    sign = "lower is better" if metric in task.lower_is_better else "higher is better"
+    return markdown_table(goal_rows(task, records), [
+        ("model", "HG model"),
+        ("delta", f"{METRIC_LABELS.get(metric, metric)} - grid{unit}, {sign}", "+.3f"),
+        ("others", "other metrics - grid"),
+        ("stage_share", "stage FLOPs / grid stage", ".1%"),
+        ("metric_ok", "matches or beats grid"),
+        ("flops_ok", f"< {STAGE_SHARE_GOAL:.0%} of the stage"),
+        ("goal", "goal")])
+
+
+def flops_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """GFLOPs per image by component (and the spread over the images)."""
+    rows = []
+    for rec in records:
+        comps = rec.get("flops_components") or {}
+        rows.append({"model": rec["model"], **comps, "total": rec.get("gflops_per_image"),
+                     "std": rec.get("gflops_std"), "images": rec.get("images_counted"),
+                     "stage": ", ".join(rec.get("stage_modules") or [])})
+    return markdown_table(rows, [
+        ("model", "Model"), ("grid_conv", "grid conv", ".4f"), ("graph_conv", "graph conv", ".4f"),
+        ("linear", "linear", ".4f"), ("clustering", "clustering", ".5f"),
+        ("elementwise", "elementwise", ".5f"), ("total", "total", ".4f"),
+        ("std", "std over images", ".2e"), ("images", "images counted"),
+        ("stage", "stage modules")])
+
+
+def task_plots(task: TaskSpec, records: Sequence[Mapping[str, Any]], out_dir: Path
+               ) -> dict[str, Path]:
+    """``metric_vs_gflops.png`` and ``stage_gflops.png``."""
+    from benchmarks.common.plots import bar_plot, scatter_plot
+
+    metric = task.primary_metric
+    points = [{**r, "metric": metric_value(r, metric)} for r in records]
+    plots = {
+        f"{metric_header(metric)} vs GFLOPs per image": scatter_plot(
+            points, "gflops_per_image", "metric", "model", out_dir / "metric_vs_gflops.png",
+            title=f"{task.title}: {metric_header(metric)} vs GFLOPs",
+            xlabel="GFLOPs per image (validation average)", ylabel=metric_header(metric)),
+        "FLOPs of the replaced stage": bar_plot(
+            records, "model", "stage_gflops", out_dir / "stage_gflops.png",
+            title="replaced stage: grid vs HG", ylabel="GFLOPs per image",
+            horizontal=True, figsize=(8.0, 4.5)),
+    }
+    return plots
+
+
+# ------------------------------------------------------------------------------ command
+def task_config(args: argparse.Namespace, task: TaskSpec, schedule: TaskSchedule,
+                data: TaskData, **extra: Any) -> dict[str, Any]:
+    """The protocol of a run: schedule, task, split (with its file lists), models."""
+    return protocol_config(args, protocol_version=PROTOCOL_VERSION, task=task.name,
+                           dataset=data.dataset, data_note=data.note,
+                           task_schedule=schedule.to_dict(), hg_options=dict(task.hg_options),
+                           split=data.split, **extra)
+
+
+def report_config(config: Mapping[str, Any], data: TaskData) -> dict[str, Any]:
+    """The configuration for ``results.md``: the split without its file lists
+    (they are in ``results.json``, ``config.split``)."""
+    return {**config, "split": {**data.split_summary(),
+                                "files": "listed in results.json (config.split)"}}
+
+
+def run_task(args: argparse.Namespace, env: Mapping[str, Any], task_name: str,
+             out_dir: Path) -> dict[str, str]:
+    """Train and score the models of one task; write and return its tables."""
+    task = get_task(task_name)
+    schedule = resolve_schedule(task, schedule_name(args))
+    progress = not args.no_progress and distributed_rank() == 0
+    data = load_task_data(task, args.data_root, schedule)
+    if data.note:
+        print(f"note: {data.note}", flush=True)
+    cells = TASK_MODELS[task.name]
+    config = task_config(args, task, schedule, data,
+                         models=[dataclasses.asdict(c) for c in cells])
+    store = open_store(out_dir, config, ("model",), env, args.fresh)
+    runner = ModelRunner(task, schedule, data, args, out_dir / "runs", progress)
+    records = runner.run(store, [(c, runner.cell_fields(c)) for c in cells], desc=task.name)
+    tables = {
+        "Results": results_table(task, records),
+        f"Goal: HG >= grid on {METRIC_LABELS[task.primary_metric]} with < "
+        f"{STAGE_SHARE_GOAL:.0%} of the stage FLOPs": goal_table(task, records),
+        "FLOPs per image by component (GFLOPs)": flops_table(records),
+    }
+    classes = per_class_table(records)
+    if classes is not None:
+        tables["IoU per class (%)"] = classes
+    if distributed_rank() == 0:
+        plots = task_plots(task, records, out_dir)
+        write_report(out_dir, f"HG-CNNs on {task.title}", report_config(config, data), tables,
+                     environment=env, plots=plots, notes=report_notes(task, schedule, data))
+    return tables
+
+
+def report_notes(task: TaskSpec, schedule: TaskSchedule, data: TaskData) -> str:
+    paper = PAPER_RESULTS.get(task.name)
+    lines = [
+        f"Data: {data.dataset}, {data.split['train']} training / {data.split['val']} "
+        f"validation images at {schedule.input_size[0]}x{schedule.input_size[1]} (metrics at "
+        "the targets' original resolution); backbone "
+        f"{schedule.backbone} x{schedule.width}, {schedule.epochs} epochs, batch "
+        f"{schedule.batch_size}, {schedule.optimizer} lr {schedule.lr:g} {schedule.scheduler}, "
+        f"HG ratio 1/{round(1 / schedule.hg_ratio)}, clustering {dict(task.hg_options)}.",
+        "These are small CPU schedules trained from scratch: the numbers are **not comparable "
+        f"with the paper's** (paper setup: {task.paper_setup}).",
+    ]
+    if paper:
+        lines.append(f"Paper columns: {paper['source']}, typed from the paper for reference.")
+    if data.note:
+        lines.append(f"**Note:** {data.note}")
+    lines.append("Stage FLOPs: grid = stage 4 (ResUNet: + first decoder level); HG = the HG "
+                 "modules with clustering, fusion 1x1 convs and, with active focus, the coarse "
+                 "head. FLOPs are per image, averaged over the validation images (1 MAC = 1 FLOP).")
+    return "\n\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.tasks``."""
+    parser = base_parser(
+        "benchmarks.tasks", __doc__, "results/tasks",
+        examples=["--task segmentation", "--task roads --quick",
+                  "--task saliency --full --out results/tasks-full", "--task all"])
+    parser.add_argument("--task", choices=(*TASKS, "all"), required=True,
+                        help="which task to run (results go to <out>/<task>/)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = setup_run(args)
+    created = init_distributed()
+    try:
+        for name in TASKS if args.task == "all" else (args.task,):
+            out_dir = args.out / name
+            tic = time.perf_counter()
+            tables = run_task(args, env, name, out_dir)
+            if distributed_rank() == 0:
+                for title, table in tables.items():
+                    print(f"\n## {name}: {title}\n\n{table}")
+                print(f"\n{name}: {time.perf_counter() - tic:.0f} s in this call; wrote "
+                      f"{out_dir / 'results.json'} and {out_dir / 'results.md'}", flush=True)
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
