@@ -33,12 +33,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common.cli import base_parser, schedule_name, setup_run
+from benchmarks.common.cli import base_parser, run_parts, schedule_name, setup_run
 from benchmarks.common.results import markdown_table, write_report
 from benchmarks.common.tasks import (
     TASKS,
@@ -48,12 +47,11 @@ from benchmarks.common.tasks import (
     load_task_data,
     resolve_schedule,
 )
+from benchmarks.common.training import distributed_rank, process_group
 from benchmarks.tasks import (
     METRIC_LABELS,
     ModelCell,
     ModelRunner,
-    distributed_rank,
-    init_distributed,
     metric_format,
     metric_header,
     metric_value,
@@ -284,23 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = setup_run(args)
-    created = init_distributed()
-    try:
-        for study in STUDIES if args.study == "all" else (args.study,):
-            tic = time.perf_counter()
-            out_dir = args.out / study
-            tables = run_study(args, env, study, out_dir, args.out / "runs" / args.task)
-            if distributed_rank() == 0:
-                for title, table in tables.items():
-                    print(f"\n## {title}\n\n{table}")
-                print(f"\n{study}: {time.perf_counter() - tic:.0f} s in this call; wrote "
-                      f"{out_dir / 'results.json'} and {out_dir / 'results.md'}", flush=True)
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    return 0
+    runs_dir = args.out / "runs" / args.task
+    with process_group(args.device) as rank:
+        parts = STUDIES if args.study == "all" else (args.study,)
+        return run_parts(args, parts,
+                         lambda name, out_dir: run_study(args, env, name, out_dir, runs_dir),
+                         verbose=rank == 0)
 
 
 if __name__ == "__main__":

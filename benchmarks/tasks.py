@@ -42,16 +42,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
+from benchmarks.common.cli import (
+    base_parser,
+    protocol_config,
+    run_parts,
+    schedule_name,
+    setup_run,
+)
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
 from benchmarks.common.tasks import (
     TASKS,
@@ -65,7 +67,7 @@ from benchmarks.common.tasks import (
     resolve_schedule,
     train_and_evaluate,
 )
-from benchmarks.common.training import seed_everything
+from benchmarks.common.training import distributed_rank, process_group, seed_everything
 
 PROTOCOL_VERSION = 1
 
@@ -146,24 +148,6 @@ PAPER_RESULTS: dict[str, dict[str, Any]] = {
                                          "max_f": 0.943, "mae": 0.0395}},
     },
 }
-
-
-# ----------------------------------------------------------------------- distributed
-def distributed_rank() -> int:
-    """This process's rank under ``torchrun`` (0 otherwise)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def init_distributed() -> bool:
-    """Create the process group once for the whole command under ``torchrun``
-    (``WORLD_SIZE > 1``), so that every model's :func:`fit` reuses it; returns
-    whether it was created here."""
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    dist.init_process_group(backend="gloo" if not torch.cuda.is_available() else "nccl")
-    return True
 
 
 class ReaderStore(ResultStore):
@@ -488,23 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = setup_run(args)
-    created = init_distributed()
-    try:
-        for name in TASKS if args.task == "all" else (args.task,):
-            out_dir = args.out / name
-            tic = time.perf_counter()
-            tables = run_task(args, env, name, out_dir)
-            if distributed_rank() == 0:
-                for title, table in tables.items():
-                    print(f"\n## {name}: {title}\n\n{table}")
-                print(f"\n{name}: {time.perf_counter() - tic:.0f} s in this call; wrote "
-                      f"{out_dir / 'results.json'} and {out_dir / 'results.md'}", flush=True)
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    return 0
+    with process_group(args.device) as rank:
+        parts = TASKS if args.task == "all" else (args.task,)
+        return run_parts(args, parts, lambda name, out_dir: run_task(args, env, name, out_dir),
+                         verbose=rank == 0)
 
 
 if __name__ == "__main__":

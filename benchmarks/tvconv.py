@@ -27,12 +27,10 @@ efficiency study always measures the CPU and sets its thread counts per cell.
 """
 from __future__ import annotations
 
-import os
 import sys
-import time
 from collections.abc import Sequence
 
-from benchmarks.common.cli import base_parser, setup_run
+from benchmarks.common.cli import base_parser, run_parts, setup_run
 
 STUDIES = ("faces", "drive", "efficiency")
 
@@ -41,13 +39,6 @@ def _study_module(name: str):
     from benchmarks.tvconv_bench import drive, efficiency, faces
 
     return {"faces": faces, "drive": drive, "efficiency": efficiency}[name]
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except (AttributeError, OSError):  # no load average on this OS
-        return "n/a"
 
 
 def build_parser():
@@ -71,18 +62,8 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = setup_run(args)
-    base_out = args.out
-    for name in STUDIES if args.study == "all" else (args.study,):
-        out_dir = base_out / name
-        tic, load_before = time.perf_counter(), _load()
-        tables = _study_module(name).run(args, env, out_dir)
-        for title, table in tables.items():
-            print(f"\n## {name}: {title}\n\n{table}")
-        print(f"\n{name}: {time.perf_counter() - tic:.0f} s in this call (1-minute load "
-              f"average {load_before} before, {_load()} after, {os.cpu_count()} logical "
-              f"cores); wrote {out_dir / 'results.json'} and {out_dir / 'results.md'}",
-              flush=True)
-    return 0
+    parts = STUDIES if args.study == "all" else (args.study,)
+    return run_parts(args, parts, lambda name, out_dir: _study_module(name).run(args, env, out_dir))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "base_parser",
     "protocol_config",
     "resolve_out_dir",
+    "run_parts",
     "schedule_name",
     "setup_run",
 ]
@@ -201,3 +203,40 @@ def protocol_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         raise ValueError(f"protocol_config: {sorted(overlap)} are set from args already")
     config.update(extra)
     return config
+
+
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):  # no load average on this OS
+        return "n/a"
+
+
+def run_parts(
+    args: argparse.Namespace,
+    parts: Sequence[str],
+    run_part: Callable[[str, Path], Mapping[str, str]],
+    *,
+    verbose: bool = True,
+) -> int:
+    """Run the named parts of a command (tasks, studies) one after the other.
+
+    Each part writes into ``args.out / name``; ``run_part(name, out_dir)``
+    returns its Markdown tables ``{title: table}``, which are printed (when
+    ``verbose``: rank 0 of a distributed run) with the part's wall time, the
+    1-minute load average before and after it (timings on a shared machine
+    depend on it) and the files it wrote. Returns the exit status 0.
+    """
+    for name in parts:
+        out_dir = Path(args.out) / name
+        tic, load_before = time.perf_counter(), _load_average()
+        tables = run_part(name, out_dir)
+        if not verbose:
+            continue
+        for title, table in tables.items():
+            print(f"\n## {name}: {title}\n\n{table}")
+        print(f"\n{name}: {time.perf_counter() - tic:.0f} s in this call (1-minute load "
+              f"average {load_before} before, {_load_average()} after, {os.cpu_count()} "
+              f"logical cores); wrote {out_dir / 'results.json'} and "
+              f"{out_dir / 'results.md'}", flush=True)
+    return 0

@@ -105,11 +105,13 @@ __all__ = [
     "build_scheduler",
     "collate",
     "derive_seed",
+    "distributed_rank",
     "fit",
     "load_train_result",
     "lr_factor",
     "make_loader",
     "move_to_device",
+    "process_group",
     "seed_everything",
     "seed_worker",
     "unwrap_model",
@@ -596,6 +598,33 @@ def _init_distributed(device: str) -> _Dist:
     if dev.type == "cuda" and dev.index is None:
         ctx.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return ctx
+
+
+def distributed_rank() -> int:
+    """This process's rank under ``torchrun`` (``RANK``; 0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+@contextlib.contextmanager
+def process_group(device: str = "cpu") -> Iterator[int]:
+    """One process group for a whole command under ``torchrun``.
+
+    With ``WORLD_SIZE > 1`` and no group yet, creates one (gloo, or NCCL for a
+    CUDA ``device``) that every :func:`fit` of the command reuses, and destroys
+    it on exit; otherwise does nothing. Yields this process's rank.
+    """
+    created = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if not dist.is_available():
+            raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available")
+        dist.init_process_group(backend="nccl" if torch.device(device).type == "cuda"
+                                else "gloo")
+        created = True
+    try:
+        yield distributed_rank()
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 @contextlib.contextmanager

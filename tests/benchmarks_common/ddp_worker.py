@@ -7,8 +7,8 @@ runs either under torchrun::
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_worker.py OUT
 
-or through :func:`spawn_entry` (``torch.multiprocessing``), which sets the same
-variables itself and saves the test the launcher process.
+or through ``tests/ddp_launch.py``, which sets the same variables itself and
+saves the test the launcher process.
 """
 import os
 import sys
@@ -55,14 +55,6 @@ def main(out: str) -> None:
     result = fit(model, data, loss, CONFIG, Path(out) / "run", evaluate=evaluate)
     torch.save({"state": model.state_dict(), "result": result.to_dict()},
                Path(out) / f"rank{rank}.pt")
-
-
-def spawn_entry(rank: int, world_size: int, port: int, out: str) -> None:
-    """``torch.multiprocessing`` entry point: the environment torchrun would set, then main."""
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank),
-                       "WORLD_SIZE": str(world_size), "LOCAL_WORLD_SIZE": str(world_size),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    main(out)
 
 
 if __name__ == "__main__":

@@ -1,33 +1,24 @@
 """fit() with two gloo processes: ranks stay in sync and match one process."""
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from benchmarks.common.training import fit
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # spawned children inherit sys.path
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # spawned children inherit sys.path
 import ddp_worker  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ddp_launch import run_ranks  # noqa: E402
 
 
 # Two fresh interpreters import torch and DDP (torch._dynamo): ~10 s of CPU each.
 @pytest.mark.slow
-def test_ddp_two_gloo_ranks_match_single_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_ddp_two_gloo_ranks_match_single_process(tmp_path):
     # Both ranks get the environment torchrun would set (RANK, WORLD_SIZE, MASTER_*),
     # so fit() takes exactly its torchrun code path.
-    mp.start_processes(ddp_worker.spawn_entry, args=(2, free_port(), str(tmp_path)),
-                       nprocs=2, join=True, start_method="spawn")
+    run_ranks(ddp_worker.main, tmp_path)
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     # identical parameters on both ranks (rank 1 started from other weights)

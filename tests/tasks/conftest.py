@@ -1,20 +1,9 @@
-"""Make the repository root importable so that ``import benchmarks`` works.
+"""Fixtures of the task benchmark tests (the repository root is on ``sys.path``
+through pytest's ``pythonpath`` setting in pyproject.toml)."""
+import pytest
 
-``benchmarks`` is not part of the installed package (it is run as
-``python -m benchmarks.<name>`` from the repository root); ``python -m pytest``
-puts the working directory on ``sys.path`` but plain ``pytest`` does not.
-"""
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import pytest  # noqa: E402
-
-from pyg_hgconv.datasets import data_root as _data_root  # noqa: E402
-from pyg_hgconv.datasets import has_dataset  # noqa: E402
+from pyg_hgconv.datasets import data_root as _data_root
+from pyg_hgconv.datasets import has_dataset
 
 #: the real data sets the task tests read
 TASK_DATASETS = ("camvid", "roads", "ecssd")

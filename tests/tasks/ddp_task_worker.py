@@ -7,8 +7,7 @@ record to ``OUT/rank<r>.pt``. Runs under torchrun::
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_task_worker.py OUT
 
-or through :func:`spawn_entry` (``torch.multiprocessing``), which sets the
-environment torchrun would set.
+or through ``tests/ddp_launch.py``, which sets the environment torchrun would set.
 """
 import os
 import sys
@@ -46,14 +45,6 @@ def main(out: str) -> None:
                                 out_dir=Path(out) / "run", seed=0, progress=False)
     torch.save({"params": {k: v.detach() for k, v in model.named_parameters()},
                 "record": record}, Path(out) / f"rank{rank}.pt")
-
-
-def spawn_entry(rank: int, world_size: int, port: int, out: str) -> None:
-    """``torch.multiprocessing`` entry point: the environment torchrun would set, then main."""
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank),
-                       "WORLD_SIZE": str(world_size), "LOCAL_WORLD_SIZE": str(world_size),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    main(out)
 
 
 if __name__ == "__main__":

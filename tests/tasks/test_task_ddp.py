@@ -1,30 +1,21 @@
 """An HG model (data-dependent clustering) trained by two gloo processes through the
 task code: the ranks end with identical parameters and the same metrics."""
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # spawned children inherit sys.path
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # spawned children inherit sys.path
 import ddp_task_worker  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ddp_launch import run_ranks  # noqa: E402
 
 
 # Two fresh interpreters import torch, PyG and DDP: ~10 s of CPU each.
 @pytest.mark.slow
-def test_hg_model_ddp_two_gloo_ranks_stay_identical(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    mp.start_processes(ddp_task_worker.spawn_entry, args=(2, free_port(), str(tmp_path)),
-                       nprocs=2, join=True, start_method="spawn")
+def test_hg_model_ddp_two_gloo_ranks_stay_identical(tmp_path):
+    run_ranks(ddp_task_worker.main, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     params = [r["params"] for r in ranks]
     initial = dict(ddp_task_worker.build().named_parameters())

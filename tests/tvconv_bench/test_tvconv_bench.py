@@ -4,21 +4,16 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import tvconv as command  # noqa: E402
-from benchmarks.tvconv_bench import drive, efficiency, faces  # noqa: E402
-from benchmarks.tvconv_bench.segmentation_net import SegmentationNet  # noqa: E402
-from benchmarks.tvconv_bench.summary import mean_std, seed_summary  # noqa: E402
-from pyg_hgconv.datasets import has_dataset  # noqa: E402
+from benchmarks import tvconv as command
+from benchmarks.tvconv_bench import drive, efficiency, faces
+from benchmarks.tvconv_bench.segmentation_net import SegmentationNet
+from benchmarks.tvconv_bench.summary import mean_std, seed_summary
+from pyg_hgconv.datasets import has_dataset
 
 needs_data = pytest.mark.skipif(not (has_dataset("orl_faces") and has_dataset("drive")),
                                 reason="ORL faces / DRIVE not found under the data root")
