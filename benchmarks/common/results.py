@@ -282,11 +282,10 @@ class ResultStore:
         self.num_stale = stale
         if stale:
             self.stale_path = self._move_aside(raw)
-            log.warning(
-                "%d of %d records in %s were measured under another configuration%s; "
-                "the previous file is kept as %s",
-                stale, len(records), self.path, " (--fresh)" if fresh else "", self.stale_path,
-            )
+            reason = ("are set aside (--fresh)" if fresh
+                      else "were measured under another configuration")
+            log.warning("%d of %d records in %s %s; the previous file is kept as %s",
+                        stale, len(records), self.path, reason, self.stale_path)
 
     def _move_aside(self, raw: bytes) -> Path:
         stamp = utc_now().replace(":", "").replace("-", "")
