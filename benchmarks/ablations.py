@@ -17,8 +17,8 @@ default (``--task``; the task's data, metrics and FLOPs come from
 Every study prints a table shaped like the paper's with our numbers beside
 the paper's (typed from its tables, for reference: the paper's models are
 ResNet-101 on Cityscapes / ADE20K / PASCAL-context). The studies share the
-training runs in ``<out>/runs/<task>/`` (the default HG model is the same in
-all three and trains once); each study writes ``<out>/<study>/results.json``
+training runs in ``<out>/<task>/runs/`` (the default HG model is the same in
+all three and trains once); each study writes ``<out>/<task>/<study>/results.json``
 (one record per setting: metrics, GFLOPs, ``variant``, options),
 ``results.md`` and a PNG.
 
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=["--study sampler", "--study ratio --quick", "--study all",
                   "--study noise_cancel --full --out results/ablations-full"])
     parser.add_argument("--study", choices=(*STUDIES, "all"), required=True,
-                        help="which ablation to run (results go to <out>/<study>/)")
+                        help="which ablation to run (results go to <out>/<task>/<study>/)")
     parser.add_argument("--task", choices=tuple(TASKS), default="segmentation",
                         help="task the HG models are trained on (the paper: segmentation)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -282,12 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     env = setup_run(args)
-    runs_dir = args.out / "runs" / args.task
+    task_out = args.out / args.task  # studies on different tasks never share a file
     with process_group(args.device) as rank:
         parts = STUDIES if args.study == "all" else (args.study,)
         return run_parts(args, parts,
-                         lambda name, out_dir: run_study(args, env, name, out_dir, runs_dir),
-                         verbose=rank == 0)
+                         lambda name, out_dir: run_study(args, env, name, out_dir,
+                                                         task_out / "runs"),
+                         out=task_out, verbose=rank == 0)
 
 
 if __name__ == "__main__":

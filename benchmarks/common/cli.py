@@ -217,18 +217,20 @@ def run_parts(
     parts: Sequence[str],
     run_part: Callable[[str, Path], Mapping[str, str]],
     *,
+    out: Path | None = None,
     verbose: bool = True,
 ) -> int:
     """Run the named parts of a command (tasks, studies) one after the other.
 
-    Each part writes into ``args.out / name``; ``run_part(name, out_dir)``
-    returns its Markdown tables ``{title: table}``, which are printed (when
+    Each part writes into ``out / name`` (``out`` defaults to ``args.out``);
+    ``run_part(name, out_dir)`` returns its Markdown tables ``{title: table}``,
+    which are printed (when
     ``verbose``: rank 0 of a distributed run) with the part's wall time, the
     1-minute load average before and after it (timings on a shared machine
     depend on it) and the files it wrote. Returns the exit status 0.
     """
     for name in parts:
-        out_dir = Path(args.out) / name
+        out_dir = Path(args.out if out is None else out) / name
         tic, load_before = time.perf_counter(), _load_average()
         tables = run_part(name, out_dir)
         if not verbose:
