@@ -22,11 +22,13 @@ all three and trains once); each study writes ``<out>/<task>/<study>/results.jso
 (one record per setting: metrics, GFLOPs, ``variant``, options),
 ``results.md`` and a PNG.
 
-The ablation schedule is the task's default schedule with fewer training
-images and epochs (:data:`ABLATION_SCHEDULES`), so that each study, 3 to 5
-models, finishes in about 12 minutes on 2 CPU cores; the numbers are not
+The ablation schedule is the task's default schedule with fewer epochs and a
+smaller batch (:data:`ABLATION_SCHEDULES`), so that the three studies (9
+distinct models, each trained with the task's seeds) finish in about 20 minutes
+on 2 CPU cores; the numbers are not
 comparable with the paper's, and differences of a point or two between
-settings are within the run-to-run noise of such short schedules (one seed).
+settings are within the run-to-run noise of such short schedules (compare the
+spread over the seeds).
 """
 from __future__ import annotations
 
@@ -52,11 +54,13 @@ from benchmarks.tasks import (
     METRIC_LABELS,
     ModelCell,
     ModelRunner,
-    metric_format,
     metric_header,
+    metric_text,
     metric_value,
     open_store,
+    per_seed_table,
     report_config,
+    seed_means,
     task_config,
 )
 
@@ -66,9 +70,10 @@ PAPER_DATASETS = ("Cityscapes", "ADE20K", "PASCAL-context")
 
 def ablation_schedule(task: TaskSpec, schedule: str) -> TaskSchedule:
     """The schedule of the ablations: the task's ``quick`` and ``full`` as they
-    are; ``default`` with half the training images, half the batch and at most
-    4 epochs (the 5 models of the ratio study in about 12 minutes on 2 CPU
-    cores; the smaller batch keeps the number of optimiser steps up)."""
+    are; ``default`` with half the batch, at most 4 epochs and (when the task
+    caps its training images) half the images, so that the 9 distinct models of
+    the three studies, each with the task's seeds, train in about 20 minutes on
+    2 CPU cores (the smaller batch keeps the number of optimiser steps up)."""
     base = resolve_schedule(task, schedule)
     if schedule != "default":
         return base
@@ -170,7 +175,7 @@ def study_rows(study: str, task: TaskSpec, settings: Sequence[Setting],
     rows = []
     for s in settings:
         rec = by_label.get(s.label, {})
-        row = {"setting": s.label, "ours": metric_value(rec, task.primary_metric),
+        row = {"setting": s.label, "ours": metric_text(rec, task.primary_metric) if rec else None,
                "gflops": rec.get("gflops_per_image"), "stage_gflops": rec.get("stage_gflops"),
                "groups": rec.get("groups_per_image"), "epochs": rec.get("epochs"),
                **{f"paper_{d}": v for d, v in zip(PAPER_DATASETS, s.paper, strict=False)},
@@ -187,7 +192,7 @@ def study_table(study: str, task: TaskSpec, settings: Sequence[Setting],
                 records: Sequence[Mapping[str, Any]]) -> str:
     """The study's table, shaped like the paper's, our numbers beside the paper's."""
     metric = task.primary_metric
-    ours = (f"ours: {metric_header(metric)} ({task.dataset})", metric_format(metric))
+    ours = (f"ours: {metric_header(metric)} ({task.dataset})",)
     rows = study_rows(study, task, settings, records)
     if study == "ratio":
         columns = [("setting", "ratio (ours)"), ("ours", *ours),
@@ -241,19 +246,21 @@ def run_study(args: argparse.Namespace, env: Mapping[str, Any], study: str,
     config = task_config(args, task, schedule, data, study=study,
                          settings=[{"setting": s.label, **dataclasses.asdict(c)}
                                    for c, s in cells])
-    store = open_store(out_dir, config, ("setting",), env, args.fresh)
+    store = open_store(out_dir, config, ("setting", "seed"), env, args.fresh)
     runner = ModelRunner(task, schedule, data, args, runs_dir, progress)
-    records = runner.run(store, [(c, runner.cell_fields(c, study=study, setting=s.label))
-                                 for c, s in cells], desc=study)
+    per_seed = runner.run(store, [(c, runner.cell_fields(c, study=study, setting=s.label))
+                                  for c, s in cells], desc=study)
+    records = seed_means(task, per_seed, by=("setting",))
     table = study_table(study, task, settings, records)
     title = f"{TITLES[study]}: {task.title}"
-    tables = {title: table}
+    tables = {title: table, f"{study}: per seed": per_seed_table(task, per_seed, "setting")}
     if distributed_rank() == 0:
         plots = study_plot(study, task, settings, records, out_dir)
         notes = (f"{METRIC_LABELS[task.primary_metric]} on {data.dataset} "
                  f"({data.split['train']} training / {data.split['val']} validation images at "
                  f"{schedule.input_size[0]}x{schedule.input_size[1]}, {schedule.backbone} "
-                 f"x{schedule.width}, {schedule.epochs} epochs, one seed). A small CPU schedule "
+                 f"x{schedule.width}, {schedule.epochs} epochs; mean ± std over {schedule.seeds} "
+                 "seed(s)). A small CPU schedule "
                  "trained from scratch: **not comparable with the paper's numbers** (ResNet-101, "
                  "full-resolution data), which are typed from the paper for reference. "
                  "Differences of a point or two between settings are within the noise of "

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +56,7 @@ from benchmarks.common.cli import (
     setup_run,
 )
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.summary import format_pm, mean_std, seed_summary
 from benchmarks.common.tasks import (
     TASKS,
     TaskData,
@@ -173,52 +175,102 @@ class ModelRunner:
     """Trains and scores the model cells of one task and schedule (shared by
     :mod:`benchmarks.tasks` and :mod:`benchmarks.ablations`).
 
-    ``runs_dir / cell.run_id(schedule)`` holds each training run, so a model
-    that several studies share is trained once; ``fresh`` restarts a run only
-    the first time this runner meets it.
+    Every cell is trained once per seed of the schedule (``args.seed``,
+    ``args.seed + 1``, ...; ``schedule.seeds`` of them) in
+    ``runs_dir / cell.run_id(schedule) / seed<s>``, so a model that several
+    studies share is trained once; ``fresh`` restarts a run only the first time
+    this runner meets it.
     """
 
     def __init__(self, task: TaskSpec, schedule: TaskSchedule, data: TaskData,
                  args: argparse.Namespace, runs_dir: Path, progress: bool):
         self.task, self.schedule, self.data = task, schedule, data
         self.args, self.runs_dir, self.progress = args, runs_dir, progress
-        self._restarted: set[str] = set()
+        self._restarted: set[Path] = set()
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds of every cell."""
+        return [int(self.args.seed) + i for i in range(self.schedule.seeds)]
 
     def cell_fields(self, cell: ModelCell, **extra: Any) -> dict[str, Any]:
-        """The identifying fields of a cell's record."""
+        """The identifying fields of a cell's records (without the seed)."""
         return {"model": model_name(self.task, cell.variant, cell.attention, self.schedule),
                 "variant": cell.variant, "attention": cell.attention,
                 "hg_options": cell.options() if cell.variant == "hg" else None,
                 "run": cell.run_id(self.schedule), **extra}
 
-    def measure(self, cell: ModelCell) -> dict[str, Any]:
-        """Build, train (or resume / load) and score one model."""
-        run = cell.run_id(self.schedule)
-        fresh = bool(self.args.fresh) and run not in self._restarted
-        self._restarted.add(run)
-        seed_everything(int(self.args.seed))
+    def measure(self, cell: ModelCell, seed: int) -> dict[str, Any]:
+        """Build, train (or resume / load) and score one model with one seed."""
+        run_dir = self.runs_dir / cell.run_id(self.schedule) / f"seed{seed}"
+        fresh = bool(self.args.fresh) and run_dir not in self._restarted
+        self._restarted.add(run_dir)
+        seed_everything(seed)
         model = build_model(self.task, cell.variant, self.schedule, attention=cell.attention,
                             **cell.options())
         if self.progress:
             print(f"\n[{self.task.name}] {model_name(self.task, cell.variant, cell.attention)}"
-                  f" -> {self.runs_dir / run}", flush=True)
-        return train_and_evaluate(model, self.task, schedule=self.schedule,
-                                  out_dir=self.runs_dir / run, seed=int(self.args.seed),
-                                  fresh=fresh, progress=self.progress, device=self.args.device,
-                                  data=self.data)
+                  f" seed {seed} -> {run_dir}", flush=True)
+        return train_and_evaluate(model, self.task, schedule=self.schedule, out_dir=run_dir,
+                                  seed=seed, fresh=fresh, progress=self.progress,
+                                  device=self.args.device, data=self.data)
 
     def run(self, store: ResultStore, cells: Iterable[tuple[ModelCell, dict[str, Any]]],
             desc: str) -> list[dict[str, Any]]:
-        """Measure every ``(cell, record fields)`` the store lacks; all records."""
-        pairs = list(cells)
+        """Measure every ``(cell, record fields)`` x seed the store lacks (the
+        store's key fields must include ``"seed"``); all per-seed records."""
+        pairs = [(cell, {**fields, "seed": seed}) for cell, fields in cells
+                 for seed in self.seeds]
         by_key = {json_key(fields, store.key_fields): cell for cell, fields in pairs}
         return run_cells(store, [fields for _, fields in pairs],
-                         lambda fields: self.measure(by_key[json_key(fields, store.key_fields)]),
+                         lambda fields: self.measure(by_key[json_key(fields, store.key_fields)],
+                                                     fields["seed"]),
                          desc=desc, progress=self.progress)
 
 
 def json_key(fields: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[str, ...]:
     return tuple(repr(fields[k]) for k in key_fields)
+
+
+# ------------------------------------------------------------------------------ seeds
+#: per-seed fields that are averaged over the seeds besides the task's metrics
+AVERAGED_FIELDS = ("gflops_per_image", "stage_gflops", "groups_per_image", "train_time_s")
+
+
+def seed_means(task: TaskSpec, records: Sequence[Mapping[str, Any]],
+               by: Sequence[str] = ("model",)) -> list[dict[str, Any]]:
+    """One record per model (per distinct ``by``) from its per-seed records.
+
+    Every metric of the task and :data:`AVERAGED_FIELDS` becomes the mean over
+    the seeds (``None`` where no seed has it), with its sample standard
+    deviation in ``<field>_std``; ``seeds`` counts the records and
+    ``iou_per_class`` is averaged class by class. Other fields are the first
+    seed's (they do not depend on the seed).
+    """
+    fields = (*task.metrics, *AVERAGED_FIELDS)
+    rows = seed_summary(records, by, fields)
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(tuple(repr(rec.get(k)) for k in by), []).append(rec)
+    for row, members in zip(rows, groups.values(), strict=True):
+        for field in fields:
+            mean = row.pop(f"{field}_mean")
+            row[field] = None if math.isnan(mean) else mean
+        per_class = [m["iou_per_class"] for m in members if m.get("iou_per_class")]
+        if per_class:
+            row["iou_per_class"] = {name: mean_std([c.get(name) for c in per_class])[0]
+                                    for name in per_class[0]}
+    return rows
+
+
+def paired_wins(task: TaskSpec, records: Sequence[Mapping[str, Any]], model: str) -> str:
+    """``"k/n"``: in how many of the ``n`` seeds both ``model`` and the grid model
+    have, ``model`` matches or beats the grid on the task's primary metric."""
+    metric = task.primary_metric
+    grid = {r["seed"]: r.get(metric) for r in records if r.get("variant") == "grid"}
+    pairs = [(r.get(metric), grid.get(r["seed"])) for r in records if r["model"] == model]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return f"{sum(task.better(metric, a, b) for a, b in pairs)}/{len(pairs)}"
 
 
 # ------------------------------------------------------------------------------ tables
@@ -228,6 +280,14 @@ def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
     if value is None:
         return None
     return 100.0 * value if metric in PERCENT_METRICS else float(value)
+
+
+def metric_text(record: Mapping[str, Any], metric: str) -> str:
+    """A (seed-averaged) record's metric in table units, ``"mean ± std"`` over seeds."""
+    return format_pm(record.get(metric), record.get(f"{metric}_std"),
+                     seeds=record.get("seeds", 1),
+                     scale=100.0 if metric in PERCENT_METRICS else 1.0,
+                     digits=int(metric_format(metric)[1]))
 
 
 def metric_format(metric: str) -> str:
@@ -261,11 +321,12 @@ def results_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> list[d
         row = {"model": rec["model"], "variant": rec["variant"],
                "attention": rec.get("attention") or "-"}
         for metric in task.metrics:
-            row[metric] = metric_value(rec, metric)
+            row[metric] = metric_text(rec, metric)
         row.update({"gflops": rec.get("gflops_per_image"), "stage_gflops": rec.get("stage_gflops"),
                     "stage_share": stage_share(rec, grid),
                     "groups": rec.get("groups_per_image"),
                     "params_m": rec["params"] / 1e6 if rec.get("params") else None,
+                    "seeds": rec.get("seeds", 1),
                     "train_time_s": rec.get("train_time_s"), "epochs": rec.get("epochs")})
         ref = paper["rows"].get((rec["variant"], rec.get("attention")), {})
         row["paper_model"] = ref.get("model")
@@ -280,10 +341,11 @@ def results_table(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> str:
     """Markdown table of the models, our numbers beside the paper's."""
     paper = PAPER_RESULTS.get(task.name, {"metrics": ()})
     columns: list[tuple] = [("model", "Model"), ("attention", "focus")]
-    columns += [(m, metric_header(m), metric_format(m)) for m in task.metrics]
-    columns += [("gflops", "GFLOPs/img", ".4f"), ("stage_gflops", "stage GFLOPs", ".4f"),
+    columns += [(m, metric_header(m)) for m in task.metrics]
+    columns += [("seeds", "seeds"), ("gflops", "GFLOPs/img", ".4f"),
+                ("stage_gflops", "stage GFLOPs", ".4f"),
                 ("stage_share", "stage share", ".1%"), ("groups", "groups/img", ".1f"),
-                ("params_m", "params (M)", ".3f"), ("train_time_s", "train (s)", ".0f"),
+                ("params_m", "params (M)", ".3f"), ("train_time_s", "train (s/seed)", ".0f"),
                 ("epochs", "epochs")]
     columns += [("paper_model", "paper model")]
     columns += [(f"paper_{m}", f"paper {metric_header(m)}", metric_format(m))
@@ -292,6 +354,18 @@ def results_table(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> str:
     if any(r["paper_gflops"] is not None for r in rows):
         columns.append(("paper_gflops", "paper GFLOPs", ".1f"))
     return markdown_table(rows, columns)
+
+
+def per_seed_table(task: TaskSpec, per_seed: Sequence[Mapping[str, Any]],
+                   label: str = "model") -> str:
+    """Every metric of every model (or other ``label`` field) and seed."""
+    rows = [{label: r[label], "seed": r.get("seed"),
+             **{m: metric_value(r, m) for m in task.metrics},
+             "train_time_s": r.get("train_time_s")} for r in per_seed]
+    return markdown_table(rows, [
+        (label, label.capitalize()), ("seed", "seed"),
+        *((m, metric_header(m), metric_format(m)) for m in task.metrics),
+        ("train_time_s", "train (s)", ".0f")])
 
 
 def per_class_table(records: Sequence[Mapping[str, Any]]) -> str | None:
@@ -305,9 +379,12 @@ def per_class_table(records: Sequence[Mapping[str, Any]]) -> str | None:
     return markdown_table(rows, [("model", "Model"), *((n, n, ".1f") for n in names)])
 
 
-def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per HG model: the primary metric against the grid model's and the stage
-    share against :data:`STAGE_SHARE_GOAL`."""
+def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]],
+              per_seed: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per HG model of the seed-averaged ``records``: the mean primary metric
+    against the grid model's, the seeds in which it matches or beats the grid
+    (from the ``per_seed`` records) and the stage share against
+    :data:`STAGE_SHARE_GOAL`."""
     grid = grid_record(records)
     if grid is None:
         return []
@@ -331,22 +408,25 @@ def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> list[dict
                           f"({'better or equal' if ok else 'worse'})")
         rows.append({"model": rec["model"], "delta": (metric_value(rec, metric) or 0.0)
                      - (metric_value(grid, metric) or 0.0), "others": "; ".join(others) or "-",
+                     "wins": paired_wins(task, per_seed, rec["model"]) if per_seed else "-",
                      "stage_share": share, "metric_ok": "yes" if metric_ok else "no",
                      "flops_ok": "yes" if flops_ok else "no",
                      "goal": "holds" if metric_ok and flops_ok else "does not hold"})
     return rows
 
 
-def goal_table(task: TaskSpec, records: Sequence[Mapping[str, Any]]) -> str:
+def goal_table(task: TaskSpec, records: Sequence[Mapping[str, Any]],
+               per_seed: Sequence[Mapping[str, Any]] = ()) -> str:
     metric = task.primary_metric
     unit = " (points)" if metric in PERCENT_METRICS else ""
     sign = "lower is better" if metric in task.lower_is_better else "higher is better"
-    return markdown_table(goal_rows(task, records), [
+    return markdown_table(goal_rows(task, records, per_seed), [
         ("model", "HG model"),
-        ("delta", f"{METRIC_LABELS.get(metric, metric)} - grid{unit}, {sign}", "+.3f"),
+        ("delta", f"{METRIC_LABELS.get(metric, metric)} - grid{unit}, {sign} (means)", "+.3f"),
+        ("wins", "seeds where HG >= grid"),
         ("others", "other metrics - grid"),
         ("stage_share", "stage FLOPs / grid stage", ".1%"),
-        ("metric_ok", "matches or beats grid"),
+        ("metric_ok", "matches or beats grid (mean)"),
         ("flops_ok", f"< {STAGE_SHARE_GOAL:.0%} of the stage"),
         ("goal", "goal")])
 
@@ -416,14 +496,16 @@ def run_task(args: argparse.Namespace, env: Mapping[str, Any], task_name: str,
     cells = TASK_MODELS[task.name]
     config = task_config(args, task, schedule, data,
                          models=[dataclasses.asdict(c) for c in cells])
-    store = open_store(out_dir, config, ("model",), env, args.fresh)
+    store = open_store(out_dir, config, ("model", "seed"), env, args.fresh)
     runner = ModelRunner(task, schedule, data, args, out_dir / "runs", progress)
-    records = runner.run(store, [(c, runner.cell_fields(c)) for c in cells], desc=task.name)
+    per_seed = runner.run(store, [(c, runner.cell_fields(c)) for c in cells], desc=task.name)
+    records = seed_means(task, per_seed)
     tables = {
-        "Results": results_table(task, records),
+        f"Results (mean ± std over {schedule.seeds} seed(s))": results_table(task, records),
         f"Goal: HG >= grid on {METRIC_LABELS[task.primary_metric]} with < "
-        f"{STAGE_SHARE_GOAL:.0%} of the stage FLOPs": goal_table(task, records),
+        f"{STAGE_SHARE_GOAL:.0%} of the stage FLOPs": goal_table(task, records, per_seed),
         "FLOPs per image by component (GFLOPs)": flops_table(records),
+        "Per seed": per_seed_table(task, per_seed),
     }
     classes = per_class_table(records)
     if classes is not None:
@@ -441,7 +523,8 @@ def report_notes(task: TaskSpec, schedule: TaskSchedule, data: TaskData) -> str:
         f"Data: {data.dataset}, {data.split['train']} training / {data.split['val']} "
         f"validation images at {schedule.input_size[0]}x{schedule.input_size[1]} (metrics at "
         "the targets' original resolution); backbone "
-        f"{schedule.backbone} x{schedule.width}, {schedule.epochs} epochs, batch "
+        f"{schedule.backbone} x{schedule.width}, {schedule.epochs} epochs x {schedule.seeds} "
+        f"seed(s) (seed, seed + 1, ...), batch "
         f"{schedule.batch_size}, {schedule.optimizer} lr {schedule.lr:g} {schedule.scheduler}, "
         f"HG ratio 1/{round(1 / schedule.hg_ratio)}, clustering {dict(task.hg_options)}.",
         "These are small CPU schedules trained from scratch: the numbers are **not comparable "

@@ -38,9 +38,9 @@ from benchmarks.common.cli import protocol_config, schedule_name
 from benchmarks.common.metrics import binary_rates, dice, hausdorff_distance, hd95, roc_auc
 from benchmarks.common.plots import bar_plot
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.summary import format_mean_std, seed_summary
 from benchmarks.common.training import TrainConfig, fit, seed_everything
 from benchmarks.tvconv_bench.segmentation_net import SegmentationNet
-from benchmarks.tvconv_bench.summary import seed_summary
 
 NAME = "drive"
 PROTOCOL_VERSION = 1
@@ -226,13 +226,10 @@ def report(records: list[dict], schedule: DriveSchedule, config: dict, env: dict
     """Print and write the tables, plots and ``results.md`` of the DRIVE study."""
     summary = seed_summary(records, ("conv",), (*METRICS, "train_time_s"))
 
-    def pm(field: str, scale: float, digits: int):
-        return lambda row: (f"{scale * row[f'{field}_mean']:.{digits}f} ± "
-                            f"{scale * row[f'{field}_std']:.{digits}f}")
-
     for row in summary:
-        row["dice_pm"], row["hd_pm"] = pm("dice", 100, 2)(row), pm("hd", 1, 1)(row)
-        row["hd95_pm"], row["auc_pm"] = pm("hd95", 1, 1)(row), pm("auc", 100, 2)(row)
+        for field, scale, digits in (("dice", 100, 2), ("hd", 1, 1), ("hd95", 1, 1),
+                                     ("auc", 100, 2)):
+            row[f"{field}_pm"] = format_mean_std(row, field, scale=scale, digits=digits)
     tables = {
         "DRIVE test set (mean ± std over seeds)": markdown_table(summary, [
             ("conv", "ASPP conv"), ("dice_pm", "Dice (%) ↑"), ("hd_pm", "HD (px) ↓"),

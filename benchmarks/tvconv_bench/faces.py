@@ -48,8 +48,8 @@ from benchmarks.common.cli import protocol_config, schedule_name
 from benchmarks.common.metrics import identification_accuracy, verification_accuracy
 from benchmarks.common.plots import line_plot
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.summary import format_mean_std, seed_summary
 from benchmarks.common.training import TrainConfig, fit, seed_everything
-from benchmarks.tvconv_bench.summary import seed_summary
 
 NAME = "faces"
 PROTOCOL_VERSION = 1
@@ -265,19 +265,13 @@ def goal_rows(summary: list[dict]) -> list[dict]:
     return rows
 
 
-def _pm(field: str):
-    def fmt(row: dict) -> str:
-        return f"{100 * row[f'{field}_mean']:.1f} ± {100 * row[f'{field}_std']:.1f}"
-    return fmt
-
-
 def report(records: list[dict], schedule: FacesSchedule, config: dict, env: dict,
            out_dir: Path, figures: dict[str, Path]) -> dict[str, str]:
     """Print and write the tables, plots and ``results.md`` of the face study."""
     summary = seed_summary(records, ("conv", "width"), (*METRICS, "train_time_s"))
     for row in summary:  # formatted "mean ± std" columns
         for metric in METRICS:
-            row[f"{metric}_pm"] = _pm(metric)(row)
+            row[f"{metric}_pm"] = format_mean_std(row, metric, scale=100)
     tables = {
         "ORL accuracy (mean ± std over seeds, %)": markdown_table(summary, [
             ("conv", "conv"), ("width", "width", "g"), ("macs_m", "MACs (M)", ".2f"),

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.data
 COMMON = ["--quick", "--no-progress", "--threads", "1"]
 FIELDS = ("model", "variant", "attention", "dataset", "split", "input_size", "gflops_per_image",
           "gflops_std", "flops_components", "stage_gflops", "stage_modules", "params",
-          "train_time_s", "epochs", "steps", "run_dir", "model_class", "primary_metric")
+          "train_time_s", "epochs", "steps", "run_dir", "model_class", "primary_metric", "seed")
 
 
 def load(path: Path) -> dict:

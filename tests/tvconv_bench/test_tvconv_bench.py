@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from benchmarks import tvconv as command
+from benchmarks.common.summary import mean_std, seed_summary
 from benchmarks.tvconv_bench import drive, efficiency, faces
 from benchmarks.tvconv_bench.segmentation_net import SegmentationNet
-from benchmarks.tvconv_bench.summary import mean_std, seed_summary
 from pyg_hgconv.datasets import has_dataset
 
 needs_data = pytest.mark.skipif(not (has_dataset("orl_faces") and has_dataset("drive")),

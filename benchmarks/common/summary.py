@@ -1,11 +1,11 @@
-"""Mean and spread of per-seed records, the aggregation every TVConv study reports."""
+"""Mean and spread of per-seed records, the aggregation every multi-seed benchmark reports."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["mean_std", "seed_summary"]
+__all__ = ["format_mean_std", "format_pm", "mean_std", "seed_summary"]
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
@@ -45,3 +45,21 @@ def seed_summary(records: Sequence[Mapping[str, Any]], by: Sequence[str],
         row["seeds"] = len(members)
         rows.append(row)
     return rows
+
+
+def format_pm(mean: float | None, std: float | None = None, *, seeds: int = 1,
+              scale: float = 1.0, digits: int = 1, missing: str = "-") -> str:
+    """``"mean ± std"`` (times ``scale``, ``digits`` decimals); the mean alone for a
+    single seed or no finite std, ``missing`` without a finite mean."""
+    if mean is None or not math.isfinite(mean):
+        return missing
+    text = f"{scale * mean:.{digits}f}"
+    if seeds > 1 and std is not None and math.isfinite(std):
+        text += f" ± {scale * std:.{digits}f}"
+    return text
+
+
+def format_mean_std(row: Mapping[str, Any], field: str, **options: Any) -> str:
+    """:func:`format_pm` of a :func:`seed_summary` row's ``field``."""
+    return format_pm(row.get(f"{field}_mean"), row.get(f"{field}_std"),
+                     seeds=row.get("seeds", 1), **options)
