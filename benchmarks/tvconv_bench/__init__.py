@@ -7,9 +7,9 @@ module                 what it owns
 ``drive``              DRIVE vessel segmentation with a DeepLabV3+-style network
 ``efficiency``         per-layer timing, network throughput, peak memory, MACs/parameters
 ``segmentation_net``   the DeepLabV3+-style network whose ASPP uses inverted residual blocks
-``summary``            mean and spread over seeds, goal checks
 =====================  ==================================================================
 
 Each study module exposes ``NAME``, ``SCHEDULES`` (``quick``/``default``/``full``
--> a frozen schedule dataclass) and ``run(args, env, out_dir) -> dict``.
+-> a frozen schedule dataclass) and ``run(args, env, out_dir) -> dict``; the mean
+and spread over seeds come from :mod:`benchmarks.common.summary`.
 """
