@@ -19,7 +19,8 @@ the paper's (typed from its tables, for reference: the paper's models are
 ResNet-101 on Cityscapes / ADE20K / PASCAL-context). The studies share the
 training runs in ``<out>/<task>/runs/`` (the default HG model is the same in
 all three and trains once); each study writes ``<out>/<task>/<study>/results.json``
-(one record per setting: metrics, GFLOPs, ``variant``, options),
+(one record per setting: metrics as the mean over the seeds with their std,
+GFLOPs, ``variant``, options), ``seeds.json`` (one record per setting and seed),
 ``results.md`` and a PNG.
 
 The ablation schedule is the task's default schedule with fewer epochs and a
@@ -52,6 +53,7 @@ from benchmarks.common.tasks import (
 from benchmarks.common.training import distributed_rank, process_group
 from benchmarks.tasks import (
     METRIC_LABELS,
+    SEEDS_FILE,
     ModelCell,
     ModelRunner,
     metric_header,
@@ -62,6 +64,7 @@ from benchmarks.tasks import (
     report_config,
     seed_means,
     task_config,
+    write_model_records,
 )
 
 STUDIES = ("sampler", "ratio", "noise_cancel")
@@ -246,7 +249,7 @@ def run_study(args: argparse.Namespace, env: Mapping[str, Any], study: str,
     config = task_config(args, task, schedule, data, study=study,
                          settings=[{"setting": s.label, **dataclasses.asdict(c)}
                                    for c, s in cells])
-    store = open_store(out_dir, config, ("setting", "seed"), env, args.fresh)
+    store = open_store(out_dir, config, ("setting", "seed"), env, args.fresh, SEEDS_FILE)
     runner = ModelRunner(task, schedule, data, args, runs_dir, progress)
     per_seed = runner.run(store, [(c, runner.cell_fields(c, study=study, setting=s.label))
                                   for c, s in cells], desc=study)
@@ -255,6 +258,8 @@ def run_study(args: argparse.Namespace, env: Mapping[str, Any], study: str,
     title = f"{TITLES[study]}: {task.title}"
     tables = {title: table, f"{study}: per seed": per_seed_table(task, per_seed, "setting")}
     if distributed_rank() == 0:
+        write_model_records(out_dir, config, env, task, records, per_seed, label="setting",
+                            fresh=args.fresh)
         plots = study_plot(study, task, settings, records, out_dir)
         notes = (f"{METRIC_LABELS[task.primary_metric]} on {data.dataset} "
                  f"({data.split['train']} training / {data.split['val']} validation images at "

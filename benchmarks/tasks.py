@@ -28,12 +28,16 @@ the task's primary metric while spending less than half of the replaced
 stage's FLOPs**.
 
 Output per task in ``<out>/<task>/``: ``results.json`` (one record per model:
-metrics, GFLOPs, ``variant`` ``grid``/``hg``, ``attention``, the split),
+metrics as the mean over the seeds with ``<metric>_std``, every seed's run under
+``per_seed``, GFLOPs, ``variant`` ``grid``/``hg``, ``attention``, the split),
+``seeds.json`` (one record per model and seed: what a rerun resumes from),
 ``results.md`` (tables, our numbers beside the paper's for reference, the goal
 check), ``metric_vs_gflops.png``, ``stage_gflops.png`` and the training runs
-in ``runs/`` (checkpoint every epoch; rerunning resumes). The default schedules
-are sized for about 15 minutes per task on 2 CPU cores (downscaled inputs, a
-narrow ResNet-18, a few epochs from scratch): the numbers are **not**
+in ``runs/<model>/seed<s>/`` (checkpoint every epoch; rerunning resumes). Every
+model trains with 3 seeds (``--seed``, ``--seed + 1``, ...); the tables give the
+mean ± std and the goal check counts the seeds in which HG matches the grid. The
+default schedules take about 10 minutes per task on an idle 2-core machine
+(downscaled inputs, a narrow ResNet-18, a few epochs from scratch): the numbers are **not**
 comparable with the paper's (which trains ResNet-101/50 at 713/352 px for
 tens of thousands of iterations). Under ``torchrun`` the models train with DDP
 (gloo on CPU); rank 0 writes the results.
@@ -55,7 +59,13 @@ from benchmarks.common.cli import (
     schedule_name,
     setup_run,
 )
-from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
+from benchmarks.common.results import (
+    ResultStore,
+    markdown_table,
+    run_cells,
+    to_jsonable,
+    write_report,
+)
 from benchmarks.common.summary import format_pm, mean_std, seed_summary
 from benchmarks.common.tasks import (
     TASKS,
@@ -163,11 +173,16 @@ class ReaderStore(ResultStore):
         return self.path
 
 
+#: the per-seed records (the resumable store); ``results.json`` holds one record per model
+SEEDS_FILE = "seeds.json"
+
+
 def open_store(out_dir: Path, config: Mapping[str, Any], key_fields: Sequence[str],
-               env: Mapping[str, Any], fresh: bool) -> ResultStore:
+               env: Mapping[str, Any], fresh: bool, filename: str | None = None
+               ) -> ResultStore:
     """The :class:`ResultStore` of ``out_dir`` (read-only on DDP ranks > 0)."""
     cls = ResultStore if distributed_rank() == 0 else ReaderStore
-    return cls(out_dir, config, key_fields, environment=env, fresh=fresh)
+    return cls(out_dir, config, key_fields, environment=env, fresh=fresh, filename=filename)
 
 
 # ------------------------------------------------------------------------ running cells
@@ -271,6 +286,31 @@ def paired_wins(task: TaskSpec, records: Sequence[Mapping[str, Any]], model: str
     pairs = [(r.get(metric), grid.get(r["seed"])) for r in records if r["model"] == model]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     return f"{sum(task.better(metric, a, b) for a, b in pairs)}/{len(pairs)}"
+
+
+#: fields of a per-seed record that describe that one training run only
+PER_RUN_FIELDS = ("seed", "run_dir", "resumed_from_epoch", "final_loss", "eval_time_s",
+                  "flops_time_s", "world_size")
+
+
+def write_model_records(out_dir: Path, config: Mapping[str, Any], env: Mapping[str, Any],
+                        task: TaskSpec, records: Sequence[Mapping[str, Any]],
+                        per_seed: Sequence[Mapping[str, Any]], label: str = "model",
+                        fresh: bool = False) -> ResultStore:
+    """Write ``results.json``: one record per model (per ``label``) of
+    :func:`seed_means`, with the per-run fields of each seed under ``per_seed``
+    (the per-seed records themselves stay in :data:`SEEDS_FILE`)."""
+    store = ResultStore(out_dir, config, (label,), environment=env, fresh=fresh)
+    for rec in records:
+        runs = [{k: r.get(k) for k in (*PER_RUN_FIELDS, *task.metrics, "train_time_s")}
+                for r in per_seed if r.get(label) == rec[label]]
+        new = to_jsonable({**{k: v for k, v in rec.items()
+                              if not k.startswith("_") and k not in PER_RUN_FIELDS},
+                           "per_seed": runs})
+        old = store.get(**{label: rec[label]})
+        if old is None or {k: v for k, v in old.items() if not k.startswith("_")} != new:
+            store.add(new)  # unchanged records keep their time of measurement
+    return store
 
 
 # ------------------------------------------------------------------------------ tables
@@ -496,7 +536,7 @@ def run_task(args: argparse.Namespace, env: Mapping[str, Any], task_name: str,
     cells = TASK_MODELS[task.name]
     config = task_config(args, task, schedule, data,
                          models=[dataclasses.asdict(c) for c in cells])
-    store = open_store(out_dir, config, ("model", "seed"), env, args.fresh)
+    store = open_store(out_dir, config, ("model", "seed"), env, args.fresh, SEEDS_FILE)
     runner = ModelRunner(task, schedule, data, args, out_dir / "runs", progress)
     per_seed = runner.run(store, [(c, runner.cell_fields(c)) for c in cells], desc=task.name)
     records = seed_means(task, per_seed)
@@ -511,6 +551,7 @@ def run_task(args: argparse.Namespace, env: Mapping[str, Any], task_name: str,
     if classes is not None:
         tables["IoU per class (%)"] = classes
     if distributed_rank() == 0:
+        write_model_records(out_dir, config, env, task, records, per_seed, fresh=args.fresh)
         plots = task_plots(task, records, out_dir)
         write_report(out_dir, f"HG-CNNs on {task.title}", report_config(config, data), tables,
                      environment=env, plots=plots, notes=report_notes(task, schedule, data))

@@ -194,6 +194,8 @@ class ResultStore:
             ``("conv", "size")``.
         environment: optional :func:`environment_info` stored at the top level.
         fresh: ignore (move aside) every previous record, e.g. for ``--fresh``.
+        filename: the file in ``out_dir`` (default ``results.json``), for a
+            command that keeps a second store beside its results.
 
     Example::
 
@@ -204,7 +206,7 @@ class ResultStore:
         print(markdown_table(store.records, [("conv", "Conv"), ("time_ms", "ms", ".2f")]))
 
     Attributes:
-        path: ``out_dir / "results.json"``.
+        path: ``out_dir / filename`` (``"results.json"`` unless ``filename`` is given).
         fingerprint: :func:`config_fingerprint` of ``config``.
         stale_path: where previous records that could not be reused were
             copied to, or ``None``.
@@ -221,7 +223,12 @@ class ResultStore:
         *,
         environment: Mapping[str, Any] | None = None,
         fresh: bool = False,
+        filename: str | None = None,
     ) -> None:
+        if filename is not None:
+            if not isinstance(filename, str) or not filename or "/" in filename:
+                raise ValueError(f"filename must be a plain file name, got {filename!r}")
+            self.filename = filename
         if isinstance(key_fields, str) or not isinstance(key_fields, Sequence):
             raise TypeError("key_fields must be a sequence of field names, e.g. ('conv', 'size')")
         if len(key_fields) == 0 or not all(isinstance(k, str) and k for k in key_fields):

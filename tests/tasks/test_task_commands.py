@@ -14,7 +14,7 @@ pytestmark = pytest.mark.data
 COMMON = ["--quick", "--no-progress", "--threads", "1"]
 FIELDS = ("model", "variant", "attention", "dataset", "split", "input_size", "gflops_per_image",
           "gflops_std", "flops_components", "stage_gflops", "stage_modules", "params",
-          "train_time_s", "epochs", "steps", "run_dir", "model_class", "primary_metric", "seed")
+          "train_time_s", "epochs", "steps", "model_class", "primary_metric", "seeds", "per_seed")
 
 
 def load(path: Path) -> dict:
@@ -63,7 +63,7 @@ def test_task_quick_writes_every_record(task_run, task, data_root):
         assert rec["gflops_per_image"] > 0 and rec["stage_gflops"] > 0
         assert rec["epochs"] == 1 and rec["params"] > 0
         assert sum(rec["flops_components"].values()) == pytest.approx(rec["gflops_per_image"])
-        run = Path(rec["run_dir"])
+        run = Path(rec["per_seed"][0]["run_dir"])
         assert (run / "checkpoint.pt").exists() and (run / "train_result.json").exists()
         if rec["variant"] == "hg":
             assert rec["groups_per_image"] >= 1 and rec["model_class"].startswith("HG")
@@ -88,21 +88,25 @@ def test_task_quick_writes_every_record(task_run, task, data_root):
 
 def test_rerun_skips_and_resumes(task_run, data_root, capsys):
     out = task_run / "segmentation"
-    before = load(out / "results.json")["records"]
+    before = load(out / "seeds.json")["records"]  # per model and seed: what reruns resume
+    summary = load(out / "results.json")["records"]  # per model
+    assert len(summary) == len({r["model"] for r in before}) == len(before)  # quick: 1 seed
+    assert all(s["per_seed"][0]["run_dir"] for s in summary)
     checkpoints = {r["run"]: (Path(r["run_dir"]) / "checkpoint.pt").stat().st_mtime_ns
                    for r in before}
     # 1) a finished command re-measures nothing
     tasks.main(["--task", "segmentation", "--out", str(task_run), "--data-root",
                 str(data_root), *COMMON])
-    assert load(out / "results.json")["records"] == before
+    assert load(out / "seeds.json")["records"] == before
+    assert load(out / "results.json")["records"] == summary
     # 2) a record lost in an interruption: the cell is redone, its finished training
     #    is only loaded (resumed_from_epoch == epochs), giving the same numbers
-    results = load(out / "results.json")
+    results = load(out / "seeds.json")
     results["records"] = [r for r in results["records"] if r["variant"] != "hg"]
-    (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    (out / "seeds.json").write_text(json.dumps(results), encoding="utf-8")
     tasks.main(["--task", "segmentation", "--out", str(task_run), "--data-root",
                 str(data_root), *COMMON])
-    after = {r["model"]: r for r in load(out / "results.json")["records"]}
+    after = {r["model"]: r for r in load(out / "seeds.json")["records"]}
     hg_before = next(r for r in before if r["variant"] == "hg")
     hg_after = after[hg_before["model"]]
     assert hg_after["resumed_from_epoch"] == hg_after["epochs"] == 1
@@ -110,6 +114,8 @@ def test_rerun_skips_and_resumes(task_run, data_root, capsys):
     assert hg_after["gflops_per_image"] == hg_before["gflops_per_image"]
     for r in before:
         assert (Path(r["run_dir"]) / "checkpoint.pt").stat().st_mtime_ns == checkpoints[r["run"]]
+    summary_after = {r["model"]: r for r in load(out / "results.json")["records"]}
+    assert summary_after[hg_before["model"]]["miou"] == hg_before["miou"]
     printed = capsys.readouterr().out
     assert "Goal" in printed and "HG-ResNet18-Dilation" in printed
 
