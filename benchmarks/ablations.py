@@ -24,9 +24,9 @@ GFLOPs, ``variant``, options), ``seeds.json`` (one record per setting and seed),
 ``results.md`` and a PNG.
 
 The ablation schedule is the task's default schedule with fewer epochs and a
-smaller batch (:data:`ABLATION_SCHEDULES`), so that the three studies (9
-distinct models, each trained with the task's seeds) finish in about 20 minutes
-on 2 CPU cores; the numbers are not
+smaller batch (:data:`ABLATION_SCHEDULES`), so that each study (3 to 5 models,
+each trained with the task's 3 seeds) finishes within about 20 minutes on 2 CPU
+cores (``--study all``, 9 distinct models, about 35 minutes); the numbers are not
 comparable with the paper's, and differences of a point or two between
 settings are within the run-to-run noise of such short schedules (compare the
 spread over the seeds).
@@ -74,9 +74,9 @@ PAPER_DATASETS = ("Cityscapes", "ADE20K", "PASCAL-context")
 def ablation_schedule(task: TaskSpec, schedule: str) -> TaskSchedule:
     """The schedule of the ablations: the task's ``quick`` and ``full`` as they
     are; ``default`` with half the batch, at most 4 epochs and (when the task
-    caps its training images) half the images, so that the 9 distinct models of
-    the three studies, each with the task's seeds, train in about 20 minutes on
-    2 CPU cores (the smaller batch keeps the number of optimiser steps up)."""
+    caps its training images) half the images, so that each study, with the
+    task's seeds, trains within about 20 minutes on 2 CPU cores (the smaller
+    batch keeps the number of optimiser steps up)."""
     base = resolve_schedule(task, schedule)
     if schedule != "default":
         return base
