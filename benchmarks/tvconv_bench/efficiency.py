@@ -284,13 +284,19 @@ def _no_cache_reuse(model: nn.Module) -> Iterator[Callable[[Tensor], Tensor]]:
         clear_caches(model)
 
 
+def _network_input(cell: dict, schedule: EfficiencySchedule) -> Tensor:
+    """A random ``[batch, 3, S, S]`` image batch in the cell's memory format."""
+    size = schedule.input_size
+    return torch.randn(cell["batch"], 3, size, size).contiguous(
+        memory_format=FORMATS[cell["format"]])
+
+
 @torch.no_grad()
 def measure_network(cell: dict, schedule: EfficiencySchedule,
                     models: dict[str, nn.Module]) -> dict[str, Any]:
     """Throughput of every network model at one (batch, threads, format) cell."""
     fmt = FORMATS[cell["format"]]
-    size = schedule.input_size
-    x = torch.randn(cell["batch"], 3, size, size).contiguous(memory_format=fmt)
+    x = _network_input(cell, schedule)
     keys = [k for k in NETWORK_MODELS
             if NETWORK_MODELS[k][2] or cell["batch"] in schedule.uncached_batches]
     with contextlib.ExitStack() as stack:
@@ -324,8 +330,7 @@ def measure_network_compiled(cell: dict, schedule: EfficiencySchedule,
                              models: dict[str, nn.Module]) -> dict[str, Any]:
     """Throughput of x1.0-depthwise and x0.5-TVConv (cached) under ``torch.compile``."""
     fmt = FORMATS[cell["format"]]
-    size = schedule.input_size
-    x = torch.randn(cell["batch"], 3, size, size).contiguous(memory_format=fmt)
+    x = _network_input(cell, schedule)
     fns = {}
     _fresh_dynamo()
     with fixed_threads(cell["threads"]):
