@@ -16,6 +16,7 @@ from torch_geometric.data import Batch
 
 from pyg_hgconv._checks import check_float_tensor
 from pyg_hgconv.sparse import sparse_matmul
+from pyg_hgconv.tiling import tiled_assignment_of
 
 _EPS = 1e-12
 
@@ -117,6 +118,9 @@ def unpool(x_groups: Tensor, graph) -> Tensor:
     if x_groups.size(0) != graph.num_nodes:
         raise ValueError(f"'x_groups' has {x_groups.size(0)} rows but 'graph' has "
                          f"{graph.num_nodes} nodes")
+    tiled = tiled_assignment_of(graph)
+    if tiled is not None:  # the same S in tiled form: one small product per tile
+        return tiled.unpool(x_groups)
     out = unpool_features(x_groups, graph.assign_index, graph.assign_weight.to(x_groups.dtype),
                           batch_size * height * width)
     return out.view(batch_size, height, width, x_groups.size(1)).permute(0, 3, 1, 2)

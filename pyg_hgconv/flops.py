@@ -604,6 +604,15 @@ class FlopCount:
         return "\n".join(lines)
 
 
+def _slot_edges(adjacency: Tensor) -> Tensor:
+    """``[2, E]`` (source, target) of the sparse ``[N, 9 N]`` matrix of
+    :meth:`~pyg_hgconv.HGConv.slot_adjacency`."""
+    num_nodes = adjacency.size(0)
+    crow, col = adjacency.crow_indices(), adjacency.col_indices()
+    target = torch.repeat_interleave(torch.arange(num_nodes, device=crow.device), crow.diff())
+    return torch.stack([col % num_nodes, target])
+
+
 # ------------------------------------------------------------------ the counter
 class _Counter:
     """Forward hooks that price every module call of one model."""
@@ -684,6 +693,9 @@ class _Counter:
             else:
                 x_src = x_dst = x
             edge_index = bound.get("edge_index")
+            if edge_index is not None and edge_index.layout == torch.sparse_csr:
+                # HGConv.slot_adjacency: entry (target, type * N + source)
+                edge_index = _slot_edges(edge_index)
             batch = bound.get("batch")
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]

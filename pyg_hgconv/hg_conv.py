@@ -9,10 +9,11 @@ from torch.nn import Parameter
 from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.inits import zeros
-from torch_geometric.typing import OptTensor
-from torch_geometric.utils import scatter
+from torch_geometric.typing import Adj, OptPairTensor, OptTensor
+from torch_geometric.utils import is_torch_sparse_tensor, scatter
 
 from pyg_hgconv.directions import NUM_DIRECTIONS
+from pyg_hgconv.sparse import SparsePattern
 
 #: :math:`\epsilon` of the degree matrix :math:`D_{ii} = \max(\sum_j A_{ij}, \epsilon)` (Eq. 2)
 DEGREE_EPS = 1e-7
@@ -72,9 +73,13 @@ class HGConv(MessagePassing):
     :func:`~pyg_hgconv.grid_graph` the layer built by :meth:`from_conv2d` is
     exactly the zero-padded 3x3 convolution it came from (Eq. 2).
 
-    All nine :math:`W_\delta` are applied in one matrix product
-    (:math:`C_{in} \to 9 C_{out}`) and each edge gathers the slice of its type
-    in a single :meth:`propagate` call.
+    All nine :math:`W_\delta` are applied in one batched matrix product
+    (:math:`C_{in} \to 9 \times C_{out}`) and each edge gathers the slice of
+    its type in a single :meth:`propagate` call. In eager mode that call is
+    fused (:meth:`message_and_aggregate`): the normalised edges form one sparse
+    ``[N, 9 N]`` CSR matrix and the aggregation is one sparse-dense product;
+    under ``torch.compile`` and in explain mode the call passes per-edge
+    messages (:meth:`message`). Both give the same result.
 
     Args:
         in_channels (int): Size of each input sample, or :obj:`-1` to derive
@@ -178,38 +183,86 @@ class HGConv(MessagePassing):
                 layer.bias.copy_(conv.bias)
         return layer
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_type: Tensor,
+    @staticmethod
+    def slot_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor = None,
+                       num_nodes: int | None = None, normalize: bool = True,
+                       dtype: torch.dtype | None = None) -> Tensor:
+        r"""The sparse ``[N, 9 N]`` (CSR) matrix of the layer's aggregation,
+        entry ``(i, t N + j)`` = weight of edge ``j -> i`` of type ``t``,
+        divided by :math:`\hat{D}^t_{ii}` when ``normalize`` (Eq. 3).
+
+        Pass it as ``edge_index`` (with ``edge_type`` and ``edge_weight``
+        left out) to run several layers on one graph without rebuilding it,
+        as PyG convs take an ``adj_t``.
+        """
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_type.numel(), device=edge_type.device,
+                                     dtype=dtype or torch.get_default_dtype())
+        if normalize:
+            edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
+                                                      num_nodes)
+        slot = edge_type * num_nodes + edge_index[0]
+        pattern = SparsePattern(edge_index[1], slot, num_nodes, NUM_DIRECTIONS * num_nodes)
+        return pattern.csr(edge_weight.to(dtype or edge_weight.dtype))
+
+    def forward(self, x: Tensor, edge_index: Adj, edge_type: OptTensor = None,
                 edge_weight: OptTensor = None) -> Tensor:
         r"""Runs the forward pass of the module.
 
         Args:
             x (torch.Tensor): node features ``[N, in_channels]``.
-            edge_index (torch.Tensor): ``[2, E]`` (source, target).
+            edge_index (torch.Tensor): ``[2, E]`` (source, target), or the
+                sparse ``[N, 9 N]`` matrix of :meth:`slot_adjacency` (then
+                ``edge_type`` and ``edge_weight`` are not given).
             edge_type (torch.Tensor): ``[E]`` direction types in ``0..8``.
             edge_weight (torch.Tensor, optional): ``[E]`` non-negative weights
                 (default: all ones).
         """
         num_nodes = x.size(0)
-        if not torch.compiler.is_compiling():
-            self._check_inputs(x, edge_index, edge_type, edge_weight)
-        if edge_weight is None:
-            edge_weight = x.new_ones(edge_type.numel())
-        if self.normalize:
-            edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
-                                                      num_nodes)
-
-        # X W_delta for all nine directions at once: [N, 9 * C_out] viewed as
-        # [N * 9, C_out]; the message of edge j -> i of type t is row 9 j + t.
-        weight = self.weight.permute(1, 0, 2).reshape(x.size(-1), -1)
-        x_dir = (x @ weight).view(num_nodes * NUM_DIRECTIONS, self.out_channels)
-        source_slot = edge_index[0] * NUM_DIRECTIONS + edge_type
-        slot_index = torch.stack([source_slot, edge_index[1]])
-
-        out = self.propagate(slot_index, x=(x_dir, None), edge_weight=edge_weight,
-                             size=(num_nodes * NUM_DIRECTIONS, num_nodes))
+        size = (num_nodes * NUM_DIRECTIONS, num_nodes)
+        if is_torch_sparse_tensor(edge_index):
+            if not torch.compiler.is_compiling():
+                self._check_slot_adjacency(x, edge_index, edge_type, edge_weight)
+            adjacency, kwargs = edge_index, {}
+        else:
+            if not torch.compiler.is_compiling():
+                self._check_inputs(x, edge_index, edge_type, edge_weight)
+            if self._fused_eager():  # one sparse [N, 9 N] matrix, one sparse-dense product
+                adjacency = self.slot_adjacency(edge_index, edge_type, edge_weight, num_nodes,
+                                                self.normalize, dtype=x.dtype)
+                kwargs = {}
+            else:  # per-edge messages: the message of edge j -> i of type t is row t N + j
+                if edge_weight is None:
+                    edge_weight = x.new_ones(edge_type.numel())
+                if self.normalize:
+                    edge_weight = direction_normalized_weight(edge_index, edge_type,
+                                                              edge_weight, num_nodes)
+                adjacency = torch.stack([edge_type * num_nodes + edge_index[0], edge_index[1]])
+                kwargs = dict(edge_weight=edge_weight, size=size)
+        # X W_delta for all nine directions at once: [9, N, C_out] viewed as [9 N, C_out]
+        x_dir = torch.matmul(x, self.weight).view(NUM_DIRECTIONS * num_nodes, self.out_channels)
+        out = self.propagate(adjacency, x=(x_dir, None), **kwargs)
         if self.bias is not None:
             out = out + self.bias
         return out
+
+    def _check_slot_adjacency(self, x, adjacency, edge_type, edge_weight) -> None:
+        if edge_type is not None or edge_weight is not None:
+            raise ValueError("pass either 'edge_index' with 'edge_type' (and 'edge_weight') "
+                             "or the sparse matrix of HGConv.slot_adjacency alone")
+        expected = (x.size(0), NUM_DIRECTIONS * x.size(0))
+        if tuple(adjacency.shape) != expected:
+            raise ValueError(f"a sparse 'edge_index' must be the [N, 9 N] = {list(expected)} "
+                             f"matrix of HGConv.slot_adjacency (got {list(adjacency.shape)})")
+
+    def _fused_eager(self) -> bool:
+        return (self.fuse and not self.explain and not torch.compiler.is_compiling()
+                and not torch.jit.is_scripting())
+
+    def message_and_aggregate(self, adj_t: Tensor, x: OptPairTensor) -> Tensor:
+        return adj_t @ x[0]
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         return edge_weight.view(-1, 1) * x_j

@@ -20,6 +20,7 @@ from pyg_hgconv._checks import check_image_features, check_positive_int
 from pyg_hgconv.assignment import pool, unpool
 from pyg_hgconv.hg_conv import HGConv
 from pyg_hgconv.registry import GraphConvStep, conv_names, prepare_graph
+from pyg_hgconv.tiling import tiled_assignment_of
 from pyg_hgconv.transform import DEFAULT_RATIO, ImageToGroupGraph
 
 
@@ -143,6 +144,9 @@ class GroupGraphModule(nn.Module, ABC):
         if (h, w) != (height, width) or b != graph.num_graphs:
             raise ValueError(f"'x' of shape {tuple(x.shape)} does not match the graph's "
                              f"{graph.num_graphs} images of size {(height, width)}")
+        tiled = tiled_assignment_of(graph)
+        if tiled is not None:  # the same S in tiled form: no pixel-major copy of x
+            return tiled.pool(x)
         x_pix = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
         return pool(x_pix, graph.assign_index, graph.assign_weight.to(x.dtype), graph.num_nodes)
 

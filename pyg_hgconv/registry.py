@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.transforms import Cartesian
@@ -183,11 +184,30 @@ def _dynamic_edge(in_channels: int, out_channels: int, k: int = 8, hidden_factor
     return DynamicEdgeConv(mlp, k=k, **kwargs)
 
 
+def slot_adjacency_of(graph, normalize: bool, dtype: torch.dtype) -> Tensor:
+    """:meth:`HGConv.slot_adjacency` of ``graph``, built once per graph (and
+    setting) and kept on it, so that the layers of a module share it; it is
+    rebuilt when the graph's edge tensors are replaced."""
+    edges = (graph.edge_index, graph.edge_type, graph.edge_weight)
+    cache = graph.__dict__.setdefault("_slot_adjacency", {})
+    key = (normalize, dtype)
+    cached = cache.get(key)
+    if cached is None or any(a is not b for a, b in zip(cached[0], edges, strict=True)):
+        cached = cache[key] = (edges, HGConv.slot_adjacency(*edges, graph.num_nodes, normalize,
+                                                            dtype=dtype))
+    return cached[1]
+
+
+def _call_hgconv(layer: HGConv, x: Tensor, graph) -> Tensor:
+    if layer._fused_eager():
+        return layer(x, slot_adjacency_of(graph, layer.normalize, x.dtype))
+    return layer(x, graph.edge_index, graph.edge_type, graph.edge_weight)
+
+
 register_conv(ConvSpec(
     "hgconv", GRAPH, lambda i, o, **kw: HGConv(i, o, **kw),
     "HG-Conv: direction-typed, degree-normalised graph conv (Eq. 3)",
-    call=lambda layer, x, g: layer(x, g.edge_index, g.edge_type, g.edge_weight),
-    inputs=("edge_index", "edge_type", "edge_weight")))
+    call=_call_hgconv, inputs=("edge_index", "edge_type", "edge_weight")))
 register_conv(ConvSpec(
     "gcn", GRAPH, _gcn, "GCNConv (Kipf & Welling), weighted, symmetric normalisation",
     call=lambda layer, x, g: layer(x, g.edge_index, g.edge_weight),

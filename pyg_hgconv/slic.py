@@ -1,10 +1,13 @@
-r"""Differentiable SLIC on sparse candidate sets (paper, Algorithm 1).
+r"""Differentiable SLIC on tiles with sparse candidate sets (paper, Algorithm 1).
 
-Each pixel is compared with only ``m`` candidate centres, the ``m`` sampled
-centres spatially nearest to it (found once per forward, without gradient),
-as SSN [Jampani et al. 2018] restricts pixels to the surrounding grid cells.
-The assignment is therefore a ``[B, N, m]`` tensor, never an
-``N_pix x N_grp`` matrix.
+The pixels are cut into tiles about one centre spacing wide
+(:class:`~pyg_hgconv.tiling.TileGrid`); every pixel of a tile is compared
+with only the ``m`` sampled centres nearest to the tile (found once per
+forward, without gradient), as SSN [Jampani et al. 2018] compares every
+pixel of a grid cell with the 9 surrounding superpixels. The assignment is a
+``[T, m, P]`` tensor (tiles, candidates, pixels of a tile), never an
+``N_pix x N_grp`` matrix, and every step is a batched matrix product over
+tiles.
 
 One iteration of Algorithm 1 (column-normalise, update centres, re-assign):
 
@@ -14,7 +17,9 @@ One iteration of Algorithm 1 (column-normalise, update centres, re-assign):
     S_{ij} \propto \exp\{-\lVert X_i - X^c_j \rVert^2\},\ j \in \mathcal{C}(i),
 
 followed after the last iteration by the filter :math:`S_{ij} < 10^{-3}
-\to 0` and row normalisation.
+\to 0` and row normalisation. Line 1, the hard assignment
+:math:`S^0 = F_{nearest}(V, V_0)`, gives each pixel its spatially nearest
+candidate.
 
 Deviation from the text of Algorithm 1, documented: the re-assignment is
 normalised over each pixel's candidates (a softmax of :math:`-d^2`, as in SSN)
@@ -22,14 +27,18 @@ inside the loop as well. The paper's raw :math:`\exp(-d^2)` underflows to an
 all-zero row for a pixel far from every centre (features of a large scale),
 and the row normalisation of line 8 then divides by zero. Since rows are
 normalised at the end anyway, the two agree whenever no row underflows, up to
-the per-pixel weighting of the centre update.
+the per-pixel weighting of the centre update. The softmax also drops the
+term :math:`\lVert X_i \rVert^2`, equal for all candidates of a pixel, so the
+distances reduce to one matrix product per tile,
+:math:`2 X_i \cdot X^c_j - \lVert X^c_j \rVert^2`; coordinates enter relative
+to the tile so that these terms stay small.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from pyg_hgconv.sparse import SparsePattern
+from pyg_hgconv.sparse import SegmentSum
 
 #: Algorithm 1, line 7
 ASSIGN_THRESHOLD = 1e-3
@@ -56,42 +65,48 @@ _KNN = None
 @torch.no_grad()
 def nearest_centers(
     center_yx: Tensor,
-    pixel_yx: Tensor,
+    query_yx: Tensor,
     num_candidates: int,
     max_chunk_elements: int = 1 << 22,
-    use_knn: bool = True,
+    method: str = "auto",
 ) -> Tensor:
-    r"""Return the ``m`` spatially nearest centres of every pixel.
+    r"""Return the ``m`` spatially nearest centres of every query point.
 
-    Uses PyG's k-NN search (a KD-tree on CPU, from torch-cluster or pyg-lib)
-    when available and ``use_knn``; otherwise a chunked brute-force search
-    whose memory stays ``O(B K)`` per chunk. Among centres at equal distance
-    the two may pick different ones.
+    ``method='brute'`` compares every query with every centre, in chunks whose
+    distance block stays below ``max_chunk_elements``; ``method='knn'`` uses
+    PyG's k-NN search (a KD-tree on CPU, from torch-cluster or pyg-lib);
+    ``'auto'`` takes the brute force when it fits in one chunk or no k-NN
+    backend is installed, else the k-NN search. Among centres at equal
+    distance the two may pick different ones.
 
     Args:
         center_yx (Tensor): ``[B, K, 2]`` centre coordinates.
-        pixel_yx (Tensor): ``[N, 2]`` pixel coordinates (shared by the batch).
+        query_yx (Tensor): ``[Q, 2]`` query coordinates (shared by the batch).
         num_candidates (int): :math:`m \le K`.
-        max_chunk_elements (int): bound on the ``B x chunk x K`` distance block
-            of the brute-force search.
-        use_knn (bool): allow the k-NN backend.
+        max_chunk_elements (int): bound on the ``B x chunk x K`` distance block.
+        method (str): ``'auto' | 'knn' | 'brute'``.
 
     Returns:
-        LongTensor ``[B, N, m]`` of centre indices, nearest first.
+        LongTensor ``[B, Q, m]`` of centre indices (within the image), nearest
+        first.
     """
+    if method not in ("auto", "knn", "brute"):
+        raise ValueError(f"'method' must be 'auto', 'knn' or 'brute' (got {method!r})")
     b, k, _ = center_yx.shape
-    n = pixel_yx.size(0)
-    knn = _knn_backend() if use_knn else None
-    if knn is not None:
+    n = query_yx.size(0)
+    knn = _knn_backend() if method != "brute" else None
+    if method == "knn" and knn is None:
+        raise RuntimeError("method='knn' needs torch-cluster or pyg-lib")
+    if knn is not None and (method == "knn" or b * n * k > max_chunk_elements):
         device = center_yx.device
-        row, col = knn(center_yx.reshape(-1, 2), pixel_yx.repeat(b, 1), num_candidates,
+        row, col = knn(center_yx.reshape(-1, 2), query_yx.repeat(b, 1), num_candidates,
                        torch.arange(b, device=device).repeat_interleave(k),
                        torch.arange(b, device=device).repeat_interleave(n))
         out = col[torch.argsort(row, stable=True)].view(b, n, num_candidates)
         out = out - (torch.arange(b, device=device) * k).view(b, 1, 1)
-        # nearest first (the backend's order within a pixel is not guaranteed)
+        # nearest first (the backend's order within a query is not guaranteed)
         gathered = center_yx.gather(1, out.view(b, -1, 1).expand(-1, -1, 2))
-        dist = (gathered.view(b, n, num_candidates, 2) - pixel_yx.view(1, n, 1, 2)).square()
+        dist = (gathered.view(b, n, num_candidates, 2) - query_yx.view(1, n, 1, 2)).square()
         return out.gather(2, dist.sum(3).argsort(dim=2, stable=True))
 
     chunk = max(1, max_chunk_elements // max(1, b * k))
@@ -99,71 +114,90 @@ def nearest_centers(
     cy = center_yx[..., 0].unsqueeze(1)
     cx = center_yx[..., 1].unsqueeze(1)
     for start in range(0, n, chunk):
-        p = pixel_yx[start:start + chunk]
+        p = query_yx[start:start + chunk]
         dist = (p[:, 0].view(1, -1, 1) - cy).square() + (p[:, 1].view(1, -1, 1) - cx).square()
+        # topk of a sorted=True call returns the nearest first
         out[:, start:start + chunk] = dist.topk(num_candidates, dim=2, largest=False).indices
     return out
 
 
-def _centre_features(features: Tensor, pattern: SparsePattern, weight: Tensor,
-                     fallback: Tensor) -> Tensor:
-    """Column-normalised update ``X^c = S_bar^T X`` (Algorithm 1, lines 3-4).
+@torch.no_grad()
+def nearest_candidate(candidate_yx: Tensor, pixel_yx: Tensor) -> Tensor:
+    r"""Hard initial assignment (Algorithm 1, line 1): every pixel to its
+    spatially nearest candidate.
 
-    ``features [B*N, D + 1]`` (the clustering features and a column of ones,
-    whose pooled value is the mass); ``pattern`` is the (centre, pixel) layout
-    of the candidate entries of :math:`S^T` and ``weight [B*N*m]`` their values.
-    Centres that received (almost) no mass keep ``fallback``.
+    Args:
+        candidate_yx (Tensor): ``[T, m, 2]`` candidate centres, relative to the
+            tile (integer pixel coordinates).
+        pixel_yx (Tensor): ``[2, P]`` pixel positions, relative to the tile.
+
+    Returns:
+        Tensor ``[T, m, P]``, one-hot over the candidates (the first one on ties).
     """
-    sums = pattern.matmul(weight, features)
-    total, mass = sums[:, :-1], sums[:, -1:]
-    return torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
+    m = candidate_yx.size(1)
+    # -||p - c||^2 up to ||p||^2, the same for all candidates of a pixel; on
+    # integer pixel coordinates these are integers, so a penalty below 1/2
+    # that grows with the candidate's slot breaks ties towards the first slot
+    # and changes nothing else
+    penalty = torch.arange(m, device=pixel_yx.device, dtype=pixel_yx.dtype).view(1, m, 1) / (2 * m)
+    closeness = torch.baddbmm(candidate_yx.square().sum(2, keepdim=True).neg() - penalty,
+                              candidate_yx,
+                              pixel_yx.unsqueeze(0).expand(candidate_yx.size(0), -1, -1),
+                              alpha=2.0)
+    return (closeness == closeness.amax(1, keepdim=True)).to(pixel_yx.dtype)
 
 
 def slic_assignment(
     features: Tensor,
+    valid: Tensor,
+    origins: Tensor,
     candidates: Tensor,
-    centers: Tensor,
+    init: Tensor,
+    fallback: Tensor,
     num_iterations: int = 3,
     threshold: float = ASSIGN_THRESHOLD,
 ) -> Tensor:
-    r"""Run differentiable SLIC and return the sparse assignment weights.
+    r"""Run differentiable SLIC on tiles and return the assignment weights.
 
     Args:
-        features (Tensor): ``[B, N, D]`` clustering features (embedding and
-            scaled coordinates); gradients flow back to them.
-        candidates (LongTensor): ``[B, N, m]`` candidate centres per pixel,
-            nearest first (:func:`nearest_centers`).
-        centers (LongTensor): ``[B, K]`` pixel index of each sampled centre.
-        num_iterations (int): :math:`N_{iter} \ge 0` (0 keeps the hard
-            nearest-centre assignment of line 1).
+        features (Tensor): ``[T, D, P]`` clustering features of the pixels of
+            every tile (embedding and scaled coordinates, the coordinates
+            relative to the tile); gradients flow back to them.
+        valid (Tensor): ``[T, 1, P]``, 1 on image pixels, 0 on padding.
+        origins (Tensor): ``[T, D]`` what the tile subtracted from its
+            features (zero except on the coordinate channels).
+        candidates (LongTensor): ``[T, m]`` candidate centres of every tile
+            (indices into ``fallback``).
+        init (Tensor): ``[T, m, P]`` initial hard assignment
+            (:func:`nearest_candidate`).
+        fallback (Tensor): ``[B K, D]`` absolute features of the centres'
+            own pixels; a centre that loses all its pixels keeps them.
+        num_iterations (int): :math:`N_{iter} \ge 0` (0 keeps ``init``).
         threshold (float): filter of line 7.
 
     Returns:
-        Tensor ``[B, N, m]``: :math:`S_{ij}` for candidate ``j`` of pixel
-        ``i``; rows sum to one.
+        Tensor ``[T, m, P]``: :math:`S_{ij}` for pixel ``i`` of the tile and
+        its candidate ``j``; the weights of every image pixel sum to one over
+        ``j``; padding pixels are zero.
     """
-    b, n, d = features.shape
-    k = centers.size(1)
-    m = candidates.size(2)
-    flat_feat = features.reshape(b * n, d)
-    offset = (torch.arange(b, device=features.device) * k).view(b, 1, 1)
-    centre = (candidates + offset).reshape(-1)
-    pixel = torch.arange(b * n, device=features.device).repeat_interleave(m)
-    pattern = SparsePattern(centre, pixel, b * k, b * n)  # S^T, fixed for all iterations
-    # A centre that loses all its pixels falls back to its own pixel's features.
-    fallback = features.gather(1, centers.unsqueeze(-1).expand(b, k, d)).reshape(b * k, d)
-
-    # Line 1: hard assignment to the spatially nearest centre.
-    weight = torch.zeros(b * n, m, dtype=features.dtype, device=features.device)
-    weight[:, 0] = 1.0
-    with_ones = torch.cat([flat_feat, flat_feat.new_ones(b * n, 1)], dim=1)
+    t, d, _ = features.shape
+    to_centres = SegmentSum(candidates.reshape(-1), fallback.size(0))
+    origin = origins.unsqueeze(1)  # [T, 1, D]
+    # [absolute features, 1] of the image pixels, zero on padding: one product
+    # gives the weighted feature sums and the masses (Algorithm 1, lines 3-4)
+    with_mass = torch.cat([features + origins.unsqueeze(2),
+                           features.new_ones(t, 1, features.size(2))], 1) * valid
+    weight = init
     for _ in range(num_iterations):
-        centre_feat = _centre_features(with_ones, pattern, weight.reshape(-1), fallback)
-        # ||x_i - c_j||^2 over the candidates; in-place ops on fresh buffers only
-        diff = torch.index_select(centre_feat, 0, centre).view(b * n, m, d)
-        diff = diff.sub_(flat_feat.unsqueeze(1))
-        weight = torch.softmax(torch.einsum("pmd,pmd->pm", diff, diff).neg_(), dim=1)
+        sums = to_centres(torch.bmm(weight, with_mass.transpose(1, 2)).reshape(-1, d + 1))
+        total, mass = sums[:, :d], sums[:, d:]
+        centre = torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
+        relative = centre[candidates] - origin  # [T, m, D]
+        # -||x - c||^2 up to the per-pixel constant ||x||^2 (softmax-invariant)
+        logits = torch.baddbmm(relative.square().sum(2, keepdim=True).neg(), relative,
+                               features, alpha=2.0)
+        weight = torch.softmax(logits, dim=1)
 
     weight = weight * (weight >= threshold)
     weight = weight / weight.sum(1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
-    return weight.view(b, n, m)
+    return weight * valid

@@ -8,11 +8,16 @@ from torch import Tensor, nn
 
 from pyg_hgconv._checks import check_image_features, check_positive_int
 from pyg_hgconv.adjacency import EDGE_THRESHOLD, build_group_adjacency
-from pyg_hgconv.assignment import group_mass, pool
 from pyg_hgconv.group_graph import make_group_batch
 from pyg_hgconv.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.sampling import SAMPLERS, sample_centers
-from pyg_hgconv.slic import ASSIGN_THRESHOLD, nearest_centers, slic_assignment
+from pyg_hgconv.slic import (
+    ASSIGN_THRESHOLD,
+    nearest_candidate,
+    nearest_centers,
+    slic_assignment,
+)
+from pyg_hgconv.tiling import TiledAssignment, TileGrid, attach_tiled_assignment
 
 #: paper default downsampling ratio (Sec. 5.1)
 DEFAULT_RATIO = 1 / 64
@@ -29,7 +34,7 @@ def num_groups_for(num_pixels: int, num_groups: int | None, ratio: float | None)
 
 
 def standardize_per_image(e: Tensor) -> Tensor:
-    r"""Scale-free clustering features: ``[B, N, D]`` -> zero mean, unit RMS per image.
+    r"""Scale-free clustering features: ``[B, D, N]`` -> zero mean, unit RMS per image.
 
     Features are first divided by their largest magnitude (so neither huge nor
     tiny scales overflow or underflow), then centred and divided by their
@@ -37,7 +42,7 @@ def standardize_per_image(e: Tensor) -> Tensor:
     """
     peak = e.detach().abs().flatten(1).amax(1).clamp_min(torch.finfo(e.dtype).tiny)
     e = e / peak.view(-1, 1, 1)
-    e = e - e.mean(1, keepdim=True)
+    e = e - e.mean(2, keepdim=True)
     rms = e.square().mean((1, 2), keepdim=True).sqrt()
     return e / rms.clamp_min(1e-6)
 
@@ -54,10 +59,13 @@ class ImageToGroupGraph(nn.Module):
        instead of :math:`C`, which makes the map cheap), else the input;
     2. samples :math:`K` cluster centres per image (``sampler``);
     3. clusters the pixels by differentiable SLIC (Algorithm 1) on a learnable
-       embedding of the features plus scaled pixel coordinates, each pixel
-       restricted to its ``num_candidates`` spatially nearest centres; the
-       assignment :math:`S` is sparse (``[N_pix, m]``), groups that receive no
-       pixel are dropped;
+       embedding of the features plus scaled pixel coordinates; the pixels
+       are cut into tiles about one centre spacing wide and every pixel of a
+       tile is restricted to the ``num_candidates`` centres spatially nearest
+       to the tile (as SSN restricts a grid cell to the 9 surrounding
+       superpixels); the assignment :math:`S` is sparse (``m`` entries per
+       pixel, stored per tile, :class:`~pyg_hgconv.tiling.TiledAssignment`),
+       groups that receive no pixel are dropped;
     4. pools the features (Eq. 5) and the pixel coordinates (centroids);
     5. builds :math:`\hat{A}^\delta = S^\top A^\delta S` (Eq. 4), cancels noise
        (Eq. 7), keeps the strongest direction per pair, drops weights below
@@ -97,6 +105,11 @@ class ImageToGroupGraph(nn.Module):
         beta (float): PointRend's :math:`\beta` (default 0.75).
         num_iterations (int): SLIC iterations (paper: 1-3; default 3).
         num_candidates (int): candidate centres per pixel :math:`m` (default 9).
+        tile_size (int or (int, int), optional): ``(height, width)`` of the
+            tiles whose pixels share their candidates (default: one mean
+            centre spacing :math:`r = \sqrt{HW / K}` tall and two wide,
+            :meth:`~pyg_hgconv.tiling.TileGrid.for_spacing`; ``1`` gives every
+            pixel its own ``m`` nearest centres).
         feature_scale (float): initial :math:`s_f`.
         position_scale (float): initial :math:`s_p`.
         learnable (bool): learn :math:`s_f, s_p` (the embedding, when present,
@@ -133,6 +146,7 @@ class ImageToGroupGraph(nn.Module):
         beta: float = 0.75,
         num_iterations: int = 3,
         num_candidates: int = 9,
+        tile_size: int | tuple[int, int] | None = None,
         feature_scale: float = 4.0,
         position_scale: float = 3.0,
         learnable: bool = True,
@@ -156,6 +170,13 @@ class ImageToGroupGraph(nn.Module):
         if not isinstance(num_iterations, int) or num_iterations < 0:
             raise ValueError(f"'num_iterations' must be an int >= 0 (got {num_iterations!r})")
         check_positive_int(num_candidates, "num_candidates")
+        if tile_size is not None:
+            if isinstance(tile_size, (tuple, list)):
+                if len(tile_size) != 2:
+                    raise ValueError(f"'tile_size' must be an int or a pair (got {tile_size!r})")
+                tile_size = tuple(check_positive_int(v, "tile_size") for v in tile_size)
+            else:
+                tile_size = (check_positive_int(tile_size, "tile_size"),) * 2
         if feature_scale <= 0 or position_scale <= 0:
             raise ValueError("'feature_scale' and 'position_scale' must be > 0")
         if in_channels != -1:
@@ -170,6 +191,7 @@ class ImageToGroupGraph(nn.Module):
         self.beta = beta
         self.num_iterations = num_iterations
         self.num_candidates = num_candidates
+        self.tile_size = tile_size
         self.noise_cancel = noise_cancel
         self.max_direction = max_direction
         if edge_threshold < 0:
@@ -222,61 +244,99 @@ class ImageToGroupGraph(nn.Module):
 
         # 1-2. importance / focus map on the clustering embedding and centre
         # sampling (no gradient).
-        x_pix = x.permute(0, 2, 3, 1).reshape(b * n, c)  # [B*H*W, C], pixel-major
-        emb_pix = self.embed(x_pix) if self.embed is not None else x_pix
-        embedding = emb_pix.view(b, h, w, -1).permute(0, 3, 1, 2)  # [B, D, H, W] view
+        embedding = self._embed(x)  # [B, D, H, W]
         importance = importance_map(embedding.detach())
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)
         centers = sample_centers(importance.flatten(1), k, self.sampler, self.oversample,
                                  self.beta, generator, batch_invariant=not self.training)
 
-        # 3. differentiable SLIC on [embedding, coordinates].
-        features = self._clustering_features(embedding, k)
-        pixel_yx = self._pixel_yx(h, w, x.device, features.dtype)
-        m = min(self.num_candidates, k)
-        spacing = math.sqrt(n / k)
-        candidates = nearest_centers(pixel_yx[centers] / spacing, pixel_yx / spacing, m)
-        weight = slic_assignment(features, candidates, centers, self.num_iterations,
-                                 ASSIGN_THRESHOLD)
-        assign_index, assign_weight, keep = _compact_assignment(candidates, weight, k)
-
+        # 3. differentiable SLIC on [embedding, coordinates], tile by tile.
+        grid, candidates, weight = self._slic(embedding, centers)
+        keep = weight.new_zeros(b * k).index_add_(
+            0, candidates.reshape(-1), weight.detach().sum(2).reshape(-1)) > 0
         num_groups = int(keep.sum())
-        groups_per_image = keep.view(b, k).sum(1)
-        center_pixel = centers.reshape(-1)[keep]
+        new_id = (keep.long().cumsum(0) - 1).clamp_min(0)  # dropped groups have no weight
+        assignment = TiledAssignment(grid, new_id[candidates], weight, num_groups)
+        assign_index, assign_weight = assignment.to_coo()
 
-        # 4. pooling (Eq. 5) of features and coordinates.
-        x_grp = pool(x_pix, assign_index, assign_weight.to(x.dtype), num_groups)
-        xy = pixel_yx.flip(1).repeat(b, 1)
-        pos = pool(xy, assign_index, assign_weight.detach().to(xy.dtype), num_groups)
+        # 4. pooling (Eq. 5) of features and coordinates (centroids).
+        x_grp = assignment.pool(x)
+        pos = assignment.centroids()
 
         # 5. typed adjacency.
         edge_index, edge_type, edge_weight = build_group_adjacency(
-            assign_index, assign_weight, b, h, w, num_groups,
-            noise_cancel=self.noise_cancel, max_direction=self.max_direction,
+            assignment, noise_cancel=self.noise_cancel, max_direction=self.max_direction,
             threshold=self.edge_threshold)
 
-        return make_group_batch(
+        graph = make_group_batch(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,
             edge_weight=edge_weight, assign_index=assign_index, assign_weight=assign_weight,
-            mass=group_mass(assign_index, assign_weight.detach(), num_groups),
-            center_pixel=center_pixel, groups_per_image=groups_per_image, image_size=(h, w),
+            mass=assignment.detach().mass(), center_pixel=centers.reshape(-1)[keep],
+            groups_per_image=keep.view(b, k).sum(1), image_size=(h, w),
             importance=importance.reshape(-1))
+        # the tiled form of S, for fast pooling and unpooling with this graph
+        attach_tiled_assignment(graph, assignment)
+        return graph
 
-    def _clustering_features(self, embedding: Tensor, num_groups: int) -> Tensor:
-        b, _, h, w = embedding.shape
-        e = standardize_per_image(embedding.flatten(2).transpose(1, 2))  # [B, N, D]
-        scales = self.log_scales.exp().to(e.dtype)
-        e = e * (scales[0] / math.sqrt(e.size(-1)))
-        spacing = math.sqrt(h * w / num_groups)
-        yx = self._pixel_yx(h, w, e.device, e.dtype) * (scales[1] / spacing)
-        return torch.cat([e, yx.unsqueeze(0).expand(b, -1, -1)], dim=-1)
+    def _embed(self, x: Tensor) -> Tensor:
+        """The clustering embedding ``[B, D, H, W]``: a 1x1 convolution
+        (the ``Linear`` ``self.embed`` on every pixel), or ``x`` itself."""
+        if self.embed is None:
+            return x
+        if isinstance(self.embed, nn.LazyLinear) and self.embed.has_uninitialized_params():
+            self.embed(x[:1, :, 0, 0])  # materialise the lazy weight
+        b, c, h, w = x.shape
+        # one [D, C] x [C, HW] product per image: no pixel-major copy of x, and
+        # an image's embedding does not depend on the rest of the batch
+        weight = self.embed.weight.to(x.dtype)
+        out = torch.bmm(weight.expand(b, -1, -1), x.reshape(b, c, h * w))
+        if self.embed.bias is not None:
+            out = out + self.embed.bias.view(1, -1, 1)
+        return out.view(b, -1, h, w)
 
-    @staticmethod
-    def _pixel_yx(h: int, w: int, device, dtype) -> Tensor:
-        ys = torch.arange(h, device=device, dtype=dtype)
-        xs = torch.arange(w, device=device, dtype=dtype)
-        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+    def _slic(self, embedding: Tensor, centers: Tensor):
+        """Differentiable SLIC of the pixels' ``[embedding, coordinates]``.
+
+        Returns ``(grid, candidates [T, m], weight [T, m, P])``; candidates
+        index the ``B K`` sampled centres.
+        """
+        b, d, h, w = embedding.shape
+        k = centers.size(1)
+        device = embedding.device
+        spacing = math.sqrt(h * w / k)
+        if self.tile_size is None:
+            grid = TileGrid.for_spacing(b, h, w, spacing, min(self.num_candidates, k))
+        else:
+            tile_h, tile_w = self.tile_size
+            grid = TileGrid(b, h, w, min(tile_h, h), min(tile_w, w))
+        e = standardize_per_image(embedding.flatten(2))  # [B, D, N]
+        dtype = e.dtype
+        scales = self.log_scales.exp().to(dtype)
+        e = e * (scales[0] / math.sqrt(d))
+        pos_scale = scales[1] / spacing
+
+        # candidates: the m centres nearest to each tile (no gradient)
+        center_yx = torch.stack([centers // w, centers % w], dim=-1).to(dtype)  # [B, K, 2]
+        m = min(self.num_candidates, k)
+        nearest = nearest_centers(center_yx / spacing, grid.centres(device, dtype) / spacing, m)
+        candidates = (nearest + (torch.arange(b, device=device) * k).view(b, 1, 1)).view(-1, m)
+
+        # tile features; coordinates relative to the tile origin
+        local = grid.local_yx(device, dtype)  # [2, P]
+        t = grid.num_tiles
+        features = torch.cat([grid.to_tiles(e.view(b, d, h, w)),
+                              (local * pos_scale).expand(t, -1, -1)], dim=1)
+        origin_yx = grid.origins(device, dtype).repeat(b, 1)  # [T, 2]
+        origins = torch.cat([e.new_zeros(t, d), origin_yx * pos_scale], dim=1)
+        own = e.gather(2, centers.unsqueeze(1).expand(b, d, k)).transpose(1, 2)  # [B, K, D]
+        fallback = torch.cat([own, center_yx * pos_scale], dim=2).reshape(b * k, d + 2)
+
+        init = nearest_candidate(center_yx.view(b * k, 2)[candidates] - origin_yx.unsqueeze(1),
+                                 local)
+        weight = slic_assignment(features, grid.valid(device, dtype), origins, candidates, init,
+                                 fallback, self.num_iterations, ASSIGN_THRESHOLD)
+        return grid, candidates, weight
 
     def _empty_batch(self, x: Tensor, h: int, w: int):
         long = dict(dtype=torch.long, device=x.device)
@@ -295,24 +355,3 @@ class ImageToGroupGraph(nn.Module):
                 f"num_candidates={self.num_candidates}, embed_channels={self.embed_channels}, "
                 f"noise_cancel={self.noise_cancel}, max_direction={self.max_direction}")
 
-
-def _compact_assignment(candidates: Tensor, weight: Tensor, num_centers: int):
-    r"""Turn the ``[B, N, m]`` SLIC output into the stored sparse assignment.
-
-    Keeps the non-zero entries in coordinate format (sorted by pixel, nearest
-    candidate first), drops the groups that received no pixel and renumbers
-    the rest globally (image-major).
-
-    Returns:
-        ``(assign_index [2, nnz], assign_weight [nnz], keep [B*K])``.
-    """
-    b, n, m = candidates.shape
-    nonzero = weight.detach() > 0
-    entry = nonzero.view(b * n, m).nonzero()
-    pixel = entry[:, 0]
-    offset = (torch.arange(b, device=candidates.device) * num_centers).view(b, 1, 1)
-    group = (candidates + offset).view(b * n, m)[pixel, entry[:, 1]]
-    keep = torch.zeros(b * num_centers, dtype=torch.bool, device=group.device)
-    keep[group] = True
-    new_id = keep.long().cumsum(0) - 1
-    return torch.stack([pixel, new_id[group]]), weight.view(b * n, m)[nonzero.view(b * n, m)], keep

@@ -46,8 +46,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (see :func:`benchmarks.irregular_conv.command.main`).
 
-    Importing this package does not import torch, so that ``__main__`` can set
-    the OpenMP wait policy before the OpenMP runtime starts."""
+    Importing this package does not import torch (a fast ``--help``)."""
     from .command import main as run
 
     return run(argv)

@@ -1,8 +1,7 @@
 """``python -m benchmarks.irregular_conv``: see :mod:`benchmarks.irregular_conv`.
 
-The OpenMP wait policy (``PASSIVE`` unless the environment sets one) is set by
-:mod:`benchmarks` before torch loads; the policy in force is part of the
-recorded configuration.
+The OpenMP wait policy is the environment's (``OMP_WAIT_POLICY``, see
+:mod:`benchmarks`); the policy in force is part of the recorded configuration.
 """
 import sys
 

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"Times: median of {schedule.repeats} call(s) after {schedule.warmup} warm-up "
              f"call(s), {args.threads} torch thread(s), on this (possibly shared) machine -- "
              "see the load column (1-minute load average when the cell started); OpenMP wait "
-             f"policy {os.environ.get('OMP_WAIT_POLICY', 'unset (spinning)')}."]
+             f"policy {os.environ.get('OMP_WAIT_POLICY', 'unset (spin briefly, then sleep)')}."]
     if source["fallback"]:
         notes.append(f"**Data:** {source['note']}.")
         print(f"NOTE: {source['note']}.", flush=True)

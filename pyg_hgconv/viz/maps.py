@@ -31,6 +31,7 @@ from pyg_hgconv.adjacency import (
     keep_strongest_direction,
 )
 from pyg_hgconv.directions import NUM_DIRECTIONS, SELF_LOOP
+from pyg_hgconv.tiling import TiledAssignment
 from pyg_hgconv.viz.convert import image_size_of, select_image
 
 #: the stages of :func:`adjacency_stages`, in pipeline order
@@ -148,7 +149,8 @@ def adjacency_stages(graph: Batch | Data, index: int = 0) -> dict[str, TypedEdge
     num_groups = int(data.num_nodes)
     assign_index = _require(data, "assign_index", "the adjacency")
     assign_weight = _require(data, "assign_weight", "the adjacency").detach()
-    raw = group_adjacency(assign_index, assign_weight, 1, height, width, num_groups)
+    raw = group_adjacency(TiledAssignment.from_coo(assign_index, assign_weight, 1, height,
+                                                   width, num_groups))
     canceled = cancel_noise(*raw, num_groups)
     strongest = keep_strongest_direction(*canceled, num_groups)
     return dict(zip(ADJACENCY_STAGES, (raw, canceled, strongest), strict=True))

@@ -1,4 +1,5 @@
 """The sparse group adjacency against a dense S^T A^delta S reference (Eqs. 4, 7)."""
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from pyg_hgconv.adjacency import (
     group_adjacency,
     keep_strongest_direction,
 )
+from pyg_hgconv.tiling import TiledAssignment, TileGrid
 
 
 def random_assignment(batch, height, width, groups_per_image, max_nnz, seed):
@@ -30,6 +32,27 @@ def random_assignment(batch, height, width, groups_per_image, max_nnz, seed):
     pixel, group = uniq // (batch * groups_per_image), uniq % (batch * groups_per_image)
     w = w / torch.zeros(n, dtype=torch.float64).index_add(0, pixel, w)[pixel]
     return torch.stack([pixel, group]), w, batch * groups_per_image
+
+
+def random_tiled(batch, height, width, tile_h, tile_w, groups_per_image, m, seed):
+    """A random tiled S: every tile has ``m`` distinct candidates among its
+    image's groups and random weights (some zero) normalised per pixel."""
+    g = torch.Generator().manual_seed(seed)
+    grid = TileGrid(batch, height, width, min(tile_h, height), min(tile_w, width))
+    t, p = grid.num_tiles, grid.tile_pixels
+    m = min(m, groups_per_image)
+    local = torch.rand(t, groups_per_image, generator=g).argsort(1)[:, :m]
+    image = torch.arange(t) // grid.tiles_per_image
+    candidates = image.unsqueeze(1) * groups_per_image + local
+    weight = torch.rand(t, m, p, generator=g, dtype=torch.float64)
+    weight = weight * (torch.rand(t, m, p, generator=g) > 0.4)
+    weight[:, 0] += 0.05  # every pixel keeps an entry
+    weight = weight / weight.sum(1, keepdim=True) * grid.valid(dtype=torch.float64)
+    return TiledAssignment(grid, candidates, weight, batch * groups_per_image)
+
+
+def coo(index, weight, batch, height, width, num_groups):
+    return TiledAssignment.from_coo(index, weight, batch, height, width, num_groups)
 
 
 def dense_s(assign_index, assign_weight, num_pixels, num_groups):
@@ -98,7 +121,7 @@ def test_sparse_adjacency_equals_dense_reference(batch, height, width, groups, m
     index, weight, num_groups = random_assignment(batch, height, width, groups, max_nnz, seed)
     ref = reference(index, weight, batch, height, width, num_groups)
 
-    raw = group_adjacency(index, weight, batch, height, width, num_groups)
+    raw = group_adjacency(coo(index, weight, batch, height, width, num_groups))
     torch.testing.assert_close(to_dense(raw, num_groups), ref)
 
     # Eq. 7: A^d <- max(0, A^d - A^(-d)) with A^(-d) = (A^d)^T
@@ -110,8 +133,26 @@ def test_sparse_adjacency_equals_dense_reference(batch, height, width, groups, m
 
     # strongest direction per ordered pair; ties (hard assignments give integer
     # counts) go to the smallest type if target < source, else the largest
+    # (the reference selects on the same values: ties must not depend on rounding)
     strongest = to_dense(keep_strongest_direction(*cancelled, num_groups), num_groups)
-    torch.testing.assert_close(strongest, strongest_reference(cancelled_ref))
+    torch.testing.assert_close(strongest,
+                               strongest_reference(to_dense(cancelled, num_groups)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 2), height=st.integers(1, 9), width=st.integers(1, 9),
+       tile_h=st.integers(1, 4), tile_w=st.integers(1, 4), groups=st.integers(1, 6),
+       m=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_tiled_adjacency_equals_dense_reference(batch, height, width, tile_h, tile_w, groups,
+                                                m, seed):
+    """Tile by tile (neighbours in the same, the next and the diagonal tile,
+    padded last tiles) gives exactly S^T A^delta S."""
+    assignment = random_tiled(batch, height, width, tile_h, tile_w, groups, m, seed)
+    index, weight = assignment.to_coo()
+    ref = reference(index, weight, batch, height, width, assignment.num_groups)
+    edges = group_adjacency(assignment)
+    torch.testing.assert_close(to_dense(edges, assignment.num_groups), ref)
+    assert (edges[2] > 0).all()  # zero blocks are not stored
 
 
 @settings(max_examples=20, deadline=None)
@@ -120,7 +161,7 @@ def test_transpose_symmetry_survives_the_pipeline(batch, height, width, groups, 
     index, weight, num_groups = random_assignment(batch, height, width, groups, max_nnz, seed)
     for cancel in (False, True):
         for strongest in (False, True):
-            edges = build_group_adjacency(index, weight, batch, height, width, num_groups,
+            edges = build_group_adjacency(coo(index, weight, batch, height, width, num_groups),
                                           noise_cancel=cancel, max_direction=strongest)
             dense = to_dense(edges, num_groups)
             # A^(-delta) = (A^delta)^T for every direction
@@ -136,8 +177,8 @@ def test_transpose_symmetry_survives_the_pipeline(batch, height, width, groups, 
 def test_identity_assignment_gives_the_grid_graph():
     batch, height, width = 2, 3, 4
     n = batch * height * width
-    edges = build_group_adjacency(torch.arange(n).repeat(2, 1), torch.ones(n), batch, height,
-                                  width, n)
+    edges = build_group_adjacency(coo(torch.arange(n).repeat(2, 1), torch.ones(n), batch,
+                                      height, width, n))
     grid = grid_graph(height, width, batch)
     assert torch.equal(edges[0], grid.edge_index)
     assert torch.equal(edges[1], grid.edge_type)
@@ -158,7 +199,7 @@ def test_weak_edges_dropped_and_loops_reset():
 def test_adjacency_is_differentiable_in_the_assignment():
     index, weight, num_groups = random_assignment(1, 4, 4, 3, 2, seed=3)
     weight = weight.clone().requires_grad_()
-    _, _, edge_weight = build_group_adjacency(index, weight, 1, 4, 4, num_groups)
+    _, _, edge_weight = build_group_adjacency(coo(index, weight, 1, 4, 4, num_groups))
     edge_weight.sum().backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
 
@@ -167,10 +208,35 @@ def test_dense_and_sorted_coalescing_agree(monkeypatch):
     import pyg_hgconv.adjacency as adjacency
 
     index, weight, num_groups = random_assignment(2, 6, 5, 4, 3, seed=7)
-    dense_path = group_adjacency(index, weight, 2, 6, 5, num_groups)
+    assignment = random_tiled(2, 6, 5, 3, 2, 4, 3, seed=7)
+    num_groups = assignment.num_groups
+    index, weight = assignment.to_coo()
+    dense_path = group_adjacency(assignment)
     monkeypatch.setattr(adjacency, "DENSE_COALESCE_LIMIT", 0)
-    sorted_path = group_adjacency(index, weight, 2, 6, 5, num_groups)
+    sorted_path = group_adjacency(assignment)
     for a, b in zip(dense_path, sorted_path, strict=True):
         assert torch.equal(a, b) if a.dtype == torch.long else torch.allclose(a, b)
     torch.testing.assert_close(to_dense(sorted_path, num_groups),
                                reference(index, weight, 2, 6, 5, num_groups))
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 2), height=st.integers(1, 8), width=st.integers(1, 8),
+       tile=st.integers(1, 3), groups=st.integers(1, 6), m=st.integers(1, 4),
+       seed=st.integers(0, 2**16), threshold=st.sampled_from([0.0, 1e-7, 0.05]))
+def test_dense_and_sparse_pipelines_agree(batch, height, width, tile, groups, m, seed,
+                                          threshold):
+    """Small graphs run the pipeline on a dense [9, N, N] array, large ones
+    with sorts; both give the same edges in the same order."""
+    import pyg_hgconv.adjacency as adjacency
+
+    assignment = random_tiled(batch, height, width, tile, tile, groups, m, seed)
+    for cancel in (False, True):
+        for strongest in (False, True):
+            kwargs = dict(noise_cancel=cancel, max_direction=strongest, threshold=threshold)
+            dense = build_group_adjacency(assignment, **kwargs)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(adjacency, "DENSE_PIPELINE_LIMIT", 0)
+                sparse = build_group_adjacency(assignment, **kwargs)
+            assert torch.equal(dense[0], sparse[0]) and torch.equal(dense[1], sparse[1])
+            torch.testing.assert_close(dense[2], sparse[2])

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from pyg_hgconv import GroupGraph, ImageToGroupGraph, pool, unpool
 from pyg_hgconv.adjacency import build_group_adjacency
+from pyg_hgconv.tiling import TiledAssignment
 
 
 @pytest.fixture
@@ -69,8 +70,8 @@ def test_graph_attributes_and_pooling_reference(image):
     torch.testing.assert_close(unpool(graph.x, graph).permute(0, 2, 3, 1).reshape(-1, c),
                                s @ graph.x)
     # the stored edges are the adjacency pipeline applied to the stored S
-    edges = build_group_adjacency(graph.assign_index, graph.assign_weight, b, h, w,
-                                  graph.num_nodes)
+    edges = build_group_adjacency(TiledAssignment.from_coo(
+        graph.assign_index, graph.assign_weight, b, h, w, graph.num_nodes))
     assert torch.equal(edges[0], graph.edge_index) and torch.equal(edges[1], graph.edge_type)
     torch.testing.assert_close(edges[2], graph.edge_weight)
     assert graph.edge_type.min() >= 0 and graph.edge_type.max() <= 8
@@ -231,8 +232,8 @@ def test_knn_and_brute_force_candidates_agree():
     ys, xs = torch.meshgrid(torch.arange(13.0), torch.arange(17.0), indexing="ij")
     pixels = torch.stack([ys, xs], -1).reshape(-1, 2) + 0.01 * torch.rand(221, 2)
     centers = torch.stack([pixels[torch.randperm(221)[:20]] for _ in range(2)])
-    fast = nearest_centers(centers, pixels, 6)
-    slow = nearest_centers(centers, pixels, 6, use_knn=False)
+    fast = nearest_centers(centers, pixels, 6, method="knn")
+    slow = nearest_centers(centers, pixels, 6, method="brute")
 
     def dist(idx):
         c = centers.gather(1, idx.view(2, -1, 1).expand(-1, -1, 2)).view(2, 221, 6, 2)
