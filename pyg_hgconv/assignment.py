@@ -6,7 +6,9 @@ like a bipartite ``edge_index`` from pixels to groups:
 ``assign_weight`` (``[nnz]``, the non-zero :math:`S_{pg}`). Every pixel has at
 least one entry and at most the number of SLIC candidates; pooling and
 unpooling are sparse matrix products (:func:`~pyg_hgconv.sparse.sparse_matmul`)
-that cost ``O(nnz C)``, never ``O(N_pix N_grp)``.
+that cost ``O(nnz C)``, never ``O(N_pix N_grp)``. A graph built by
+:class:`~pyg_hgconv.ImageToGroupGraph` also keeps :math:`S` in tiled form
+(:mod:`pyg_hgconv.tiling`), which :func:`unpool` uses while it is current.
 """
 from __future__ import annotations
 

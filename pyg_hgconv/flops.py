@@ -74,8 +74,9 @@ clustering             :class:`~pyg_hgconv.ImageToGroupGraph` on :math:`B` image
                        * ``focus`` (with attention, Eq. 11): :math:`2 B n`;
                        * ``features``: :math:`4 B n D + 2 n` (standardisation,
                          scaling, coordinates);
-                       * ``candidates``: :math:`2 B n K` (spatial distance to every
-                         centre);
+                       * ``candidates``: :math:`2 B t K + 2 B n m` over the
+                         :math:`t` tiles of an image (spatial distance from every
+                         tile to every centre; every pixel's nearest candidate);
                        * ``slic``: :math:`T [B n m (2 D' + 3) + B K D'] + B n m`
                          (centre update, distances, softmax; final normalisation);
                        * ``pooling`` (Eq. 5): :math:`(nnz + G)(C + 2)` (features
@@ -86,8 +87,9 @@ clustering             :class:`~pyg_hgconv.ImageToGroupGraph` on :math:`B` image
                          are transposes; noise cancelling and max direction are
                          subtractions and comparisons).
 
-                       The 1x1 embedding is a ``Linear`` on the pixel features
-                       (counted as such, in the clustering component).
+                       * ``embedding`` (with ``embed_channels``): the 1x1
+                         projection, :math:`B n C D` :math:`+ [\text{bias}] B n D`
+                         (a ``Linear``'s rule).
 group-graph module     :class:`~pyg_hgconv.module.GroupGraphModule` (e.g.
                        :class:`~pyg_hgconv.HGConvModule`), by step: ``unpool``
                        (Eq. 6) :math:`(nnz + B n) C_{out}`; ``pool`` with a given
@@ -124,6 +126,7 @@ from tqdm.auto import tqdm
 
 from pyg_hgconv.directions import HALF_DIRECTIONS, OFFSETS
 from pyg_hgconv.registry import GraphConvStep, build_conv, get_conv
+from pyg_hgconv.tiling import tiled_assignment_of
 from tvconv.conv import TVConv
 from tvconv.inference import FrozenTVConv
 from tvconv.macs import generator_macs, module_macs
@@ -241,17 +244,21 @@ def assignment_pairs(assign_index: Tensor, batch_size: int, height: int, width: 
 def clustering_flops(batch_size: int, height: int, width: int, in_channels: int,
                      embed_channels: int, num_centers: int, num_candidates: int,
                      num_iterations: int, num_groups: int, nnz: int, adjacency_pairs: int,
-                     attention: bool = False) -> dict[str, int]:
+                     attention: bool = False, tiles_per_image: int | None = None,
+                     embedding: bool = False, embedding_bias: bool = True) -> dict[str, int]:
     """FLOPs of :class:`~pyg_hgconv.ImageToGroupGraph` by step (row
-    ``clustering``; the embedding ``Linear`` is counted by its own hook)."""
+    ``clustering``); ``tiles_per_image`` defaults to one tile per pixel,
+    ``embedding`` says whether the transform has its 1x1 projection."""
     b, n, d, k, m, t = (batch_size, height * width, embed_channels, num_centers,
                         num_candidates, num_iterations)
+    tiles = n if tiles_per_image is None else tiles_per_image
     d2 = d + 2
     return {
+        "embedding": embedding * (b * n * in_channels * d + embedding_bias * b * n * d),
         "importance": pixel_pairs(b, height, width) * (d + 1) + b * n,
         "focus": 2 * b * n * attention,
         "features": 4 * b * n * d + 2 * n,
-        "candidates": 2 * b * n * k,
+        "candidates": 2 * b * tiles * k + 2 * b * n * m,
         "slic": t * (b * n * m * (2 * d2 + 3) + b * k * d2) + b * n * m,
         "pooling": (nnz + num_groups) * (in_channels + 2),
         "adjacency": adjacency_pairs,
@@ -719,11 +726,16 @@ class _Counter:
             from pyg_hgconv.transform import num_groups_for
 
             k = num_groups_for(h * w, module.num_groups, module.ratio)
+            tiled = tiled_assignment_of(graph)
+            embed = module.embed
             steps = clustering_flops(
                 b, h, w, c, module.embed_channels or c, k, min(module.num_candidates, k),
                 module.num_iterations, graph.num_nodes, int(graph.assign_index.size(1)),
                 assignment_pairs(graph.assign_index, b, h, w),
-                attention=bound.get("attention") is not None)
+                attention=bound.get("attention") is not None,
+                tiles_per_image=tiled.grid.tiles_per_image if tiled is not None else None,
+                embedding=embed is not None,
+                embedding_bias=embed is not None and embed.bias is not None)
             for step, value in steps.items():
                 if value:
                     self.add(f"{key}[{step}]", "clustering", value)

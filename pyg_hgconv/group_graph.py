@@ -8,7 +8,10 @@ group]`` (``[2, nnz]``, sorted by pixel) and ``assign_weight`` (``[nnz]``,
 :math:`S_{pg}`, rows sum to one). Pixel ``p`` runs row-major over the image.
 This is all :func:`~pyg_hgconv.unpool` needs to map group features back to the
 grid (Eq. 6), and a decoder can re-use it to pool another feature map of the
-same size.
+same size. A batch built by :class:`~pyg_hgconv.ImageToGroupGraph` also keeps
+the same :math:`S` in tiled form (a private attribute, not collated; see
+:func:`~pyg_hgconv.tiling.tiled_assignment_of`), which pooling and unpooling
+use while ``assign_weight`` is the tensor it was built with.
 
 Many graphs are batched by :func:`make_group_batch` without a Python loop over
 images; ``batch[i]`` / ``batch.to_data_list()`` recover the per-image graphs

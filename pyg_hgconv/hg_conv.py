@@ -13,7 +13,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter
 
 from pyg_hgconv.directions import NUM_DIRECTIONS
-from pyg_hgconv.sparse import SparsePattern
+from pyg_hgconv.sparse import coalesced_csr
 
 #: :math:`\epsilon` of the degree matrix :math:`D_{ii} = \max(\sum_j A_{ij}, \epsilon)` (Eq. 2)
 DEGREE_EPS = 1e-7
@@ -188,8 +188,9 @@ class HGConv(MessagePassing):
                        num_nodes: int | None = None, normalize: bool = True,
                        dtype: torch.dtype | None = None) -> Tensor:
         r"""The sparse ``[N, 9 N]`` (CSR) matrix of the layer's aggregation,
-        entry ``(i, t N + j)`` = weight of edge ``j -> i`` of type ``t``,
-        divided by :math:`\hat{D}^t_{ii}` when ``normalize`` (Eq. 3).
+        entry ``(i, t N + j)`` = weight of edge ``j -> i`` of type ``t``
+        (duplicate edges summed), divided by :math:`\hat{D}^t_{ii}` when
+        ``normalize`` (Eq. 3).
 
         Pass it as ``edge_index`` (with ``edge_type`` and ``edge_weight``
         left out) to run several layers on one graph without rebuilding it,
@@ -204,8 +205,8 @@ class HGConv(MessagePassing):
             edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
                                                       num_nodes)
         slot = edge_type * num_nodes + edge_index[0]
-        pattern = SparsePattern(edge_index[1], slot, num_nodes, NUM_DIRECTIONS * num_nodes)
-        return pattern.csr(edge_weight.to(dtype or edge_weight.dtype))
+        return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype or edge_weight.dtype),
+                             num_nodes, NUM_DIRECTIONS * num_nodes)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_type: OptTensor = None,
                 edge_weight: OptTensor = None) -> Tensor:

@@ -109,3 +109,18 @@ class SegmentSum:
     def __call__(self, src: Tensor) -> Tensor:
         """``src [M, C]`` -> ``[num_segments, C]``."""
         return self.pattern.matmul(self._ones.to(src.dtype), src)
+
+
+def coalesced_csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int,
+                  num_cols: int) -> Tensor:
+    """The sparse CSR ``num_rows x num_cols`` matrix with ``M[rows[e], cols[e]]
+    += values[e]`` (duplicate entries summed); differentiable in ``values``."""
+    key = rows * num_cols + cols
+    unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    summed = values.new_zeros(unique.numel()).index_add(0, inverse, values)
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(unique // num_cols, minlength=num_rows).cumsum(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, unique % num_cols, summed,
+                                       size=(num_rows, num_cols), check_invariants=False)

@@ -96,15 +96,23 @@ def test_clustering_rule_matches_a_hand_count():
     assert steps == {
         "importance": 55 * (2 + 1) + 20,   # pairs * (D + 1) + one mean per pixel
         "features": 4 * 20 * 2 + 2 * 20,   # standardisation + coordinates
-        "candidates": 2 * 20 * 2,          # (dy^2 + dx^2) to K = 2 centres
+        # (dy^2 + dx^2) from the 4 tiles (3x3 pixels: r = sqrt(20 / 2) -> 3) to
+        # K = 2 centres, and from the 20 pixels to their m = 2 candidates
+        "candidates": 2 * 4 * 2 + 2 * 20 * 2,
         "slic": 20 * 2,                    # final normalisation of the m = 2 candidates
         "pooling": (20 + 2) * (2 + 2),     # features and centroids of G = 2 groups
         "adjacency": 55,
     }
-    assert count.total == count.components["clustering"] == 648
+    assert count.total == count.components["clustering"] == 664
     # with attention (Eq. 11) the focus map costs 2 per pixel
     with_focus = count_flops(transform, (x, torch.rand(1, 1, 4, 5)))
-    assert with_focus.total == 648 + 40
+    assert with_focus.total == 664 + 40
+    # the 1x1 embedding (C = 2 -> D = 3, with bias) counts as a Linear would
+    embedded = ImageToGroupGraph(2, num_groups=2, num_candidates=2, num_iterations=0,
+                                 learnable=False, embed_channels=3)
+    steps = {k.split("[")[1][:-1]: v
+             for k, v in count_flops(embedded, x).modules.items()}
+    assert steps["embedding"] == 20 * 2 * 3 + 20 * 3
 
 
 def test_group_graph_module_counts_pool_conv_and_unpool():
@@ -118,9 +126,9 @@ def test_group_graph_module_counts_pool_conv_and_unpool():
     hgconv = 2 * 2 * 9 * 2 + e * 2 + e + 2 * 2
     norm = 2 * 2 * 2        # affine BatchNorm on 2 nodes x 2 channels
     unpool = (20 + 20) * 2  # nnz + pixels (row normalisation), x C_out
-    assert count.total == 648 + hgconv + norm + unpool
+    assert count.total == 664 + hgconv + norm + unpool
     assert count.components == {"grid_conv": 0, "graph_conv": hgconv, "linear": 0,
-                                "clustering": 648 + unpool, "elementwise": norm}
+                                "clustering": 664 + unpool, "elementwise": norm}
     # re-using a graph: pooling replaces the clustering
     reuse = count_flops(module, (x,), kwargs={"graph": graph})
     assert [v for k, v in reuse.modules.items() if k.endswith("[pool]")] == [(20 + 2) * 2]

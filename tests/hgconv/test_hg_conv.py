@@ -150,3 +150,64 @@ def test_compiles_without_graph_breaks():
     assert explanation.graph_break_count == 0
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(*args), layer(*args))
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_nodes=st.integers(1, 8), num_edges=st.integers(0, 30), normalize=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_fused_sparse_and_per_edge_paths_agree(num_nodes, num_edges, normalize, seed):
+    """The eager fused aggregation (one sparse [N, 9N] product), the same matrix
+    given as input (HGConv.slot_adjacency) and the per-edge messages (used under
+    torch.compile and in explain mode) give the same values and gradients,
+    duplicate edges included."""
+    g = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    edge_type = torch.randint(0, 9, (num_edges,), generator=g)
+    weight = torch.rand(num_edges, generator=g, dtype=torch.float64).requires_grad_()
+    x = torch.randn(num_nodes, 3, generator=g, dtype=torch.float64).requires_grad_()
+    layer = HGConv(3, 2, normalize=normalize).double()
+
+    def run(path):
+        layer.fuse = path != "edges"
+        if path == "matrix":
+            adjacency = HGConv.slot_adjacency(edge_index, edge_type, weight, num_nodes,
+                                              normalize)
+            out = layer(x, adjacency)
+        else:
+            out = layer(x, edge_index, edge_type, weight)
+        grads = torch.autograd.grad(out.square().sum(), (x, weight), allow_unused=True)
+        return out.detach(), grads
+
+    reference, ref_grads = run("edges")
+    for path in ("fused", "matrix"):
+        out, grads = run(path)
+        torch.testing.assert_close(out, reference)
+        for grad, ref in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(grad if grad is not None else torch.zeros_like(ref),
+                                       ref if ref is not None else torch.zeros_like(grad))
+    layer.fuse = True
+
+
+def test_slot_adjacency_input_is_checked():
+    graph = grid_graph(3, 3)
+    layer = HGConv(4, 2)
+    x = torch.randn(9, 4)
+    adjacency = HGConv.slot_adjacency(graph.edge_index, graph.edge_type, num_nodes=9)
+    assert adjacency.shape == (9, 81) and adjacency.layout == torch.sparse_csr
+    torch.testing.assert_close(layer(x, adjacency), layer(x, graph.edge_index, graph.edge_type))
+    with pytest.raises(ValueError, match="slot_adjacency"):
+        layer(x, adjacency, graph.edge_type)
+    with pytest.raises(ValueError, match=r"\[N, 9 N\]"):
+        layer(torch.randn(8, 4), adjacency)
+
+
+def test_module_layers_share_one_slot_adjacency():
+    from pyg_hgconv.registry import slot_adjacency_of
+
+    graph = grid_graph(3, 4)
+    first = slot_adjacency_of(graph, True, torch.float32)
+    assert slot_adjacency_of(graph, True, torch.float32) is first
+    assert slot_adjacency_of(graph, False, torch.float32) is not first
+    # rebuilt when the graph's edges are replaced
+    graph.edge_weight = 2 * graph.edge_weight
+    assert slot_adjacency_of(graph, True, torch.float32) is not first

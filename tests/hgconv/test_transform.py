@@ -184,6 +184,12 @@ def test_bad_inputs_raise_clear_errors():
         ImageToGroupGraph()(x, attention=torch.full((1, 1, 8, 8), 2.0))
     with pytest.raises(ValueError, match="channels"):
         ImageToGroupGraph(in_channels=4, embed_channels=2)(x)
+    with pytest.raises(ValueError, match="tile_size"):
+        ImageToGroupGraph(tile_size=0)
+    with pytest.raises(ValueError, match="tile_size"):
+        ImageToGroupGraph(tile_size=(2, 3, 4))
+    with pytest.raises(TypeError, match="tile_size"):
+        ImageToGroupGraph(tile_size=2.5)
     graph = ImageToGroupGraph(num_groups=4)(x)
     with pytest.raises(ValueError, match="x_groups"):
         unpool(torch.randn(graph.num_nodes + 1, 3), graph)
@@ -242,3 +248,43 @@ def test_knn_and_brute_force_candidates_agree():
     torch.testing.assert_close(dist(fast), dist(slow))
     assert (dist(fast)[..., 1:] >= dist(fast)[..., :-1]).all()  # nearest first
     assert torch.equal(fast, slow)  # jittered coordinates: no ties
+
+
+def test_candidate_search_method_is_checked():
+    from pyg_hgconv.slic import nearest_centers
+
+    centers = torch.rand(1, 5, 2)
+    with pytest.raises(ValueError, match="method"):
+        nearest_centers(centers, torch.rand(7, 2), 3, method="grid")
+    # 'auto' takes the brute force for a block this small: the same centres
+    auto = nearest_centers(centers, torch.rand(7, 2), 3)
+    assert auto.shape == (1, 7, 3)
+
+
+@pytest.mark.parametrize("tile_size", [1, (3, 5), None])
+def test_every_pixel_stays_among_its_tile_candidates(image, tile_size):
+    """Each pixel's groups are among the m centres nearest to its tile; with
+    1x1 tiles, among the m centres nearest to the pixel itself."""
+    m = 4
+    transform = ImageToGroupGraph(ratio=1 / 16, num_candidates=m, tile_size=tile_size,
+                                  learnable=False).eval()
+    graph = transform(image)
+    h, w = image.shape[2:]
+    pixel, group = graph.assign_index
+    local = pixel % (h * w)
+    ys, xs = local // w, local % w
+    centre = graph.center_pixel[group]  # the sampled pixel of each group, within its image
+    centre_yx = torch.stack([centre // w, centre % w], -1).float()
+    if tile_size == 1:
+        # among the m nearest centres of the pixel: fewer than m strictly closer
+        per_image = graph.ptr
+        for e in range(0, pixel.numel(), 37):
+            img = int(pixel[e]) // (h * w)
+            centres = graph.center_pixel[per_image[img]:per_image[img + 1]]
+            cyx = torch.stack([centres // w, centres % w], -1).float()
+            d = (cyx - torch.tensor([float(ys[e]), float(xs[e])])).square().sum(1)
+            mine = (centre_yx[e] - torch.tensor([float(ys[e]), float(xs[e])])).square().sum()
+            assert int((d < mine).sum()) < m
+    distance = (centre_yx - torch.stack([ys, xs], -1).float()).norm(dim=1)
+    spacing = (h * w / 16) ** 0.5
+    assert float(distance.max()) < 4 * spacing  # candidates are local
