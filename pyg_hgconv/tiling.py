@@ -3,7 +3,8 @@ r"""The tiled (block-sparse) form of the assignment :math:`S`.
 The pixel grid is cut into tiles of ``tile_h x tile_w`` pixels (the last row
 and column of tiles are zero-padded). All pixels of a tile share one short
 list of ``m`` candidate groups, as SSN [Jampani et al. 2018] lets every pixel
-of a grid cell choose among the 9 surrounding superpixels. Restricted to the
+of a grid cell choose among the 9 surrounding superpixels
+(:meth:`TileGrid.for_spacing`). Restricted to the
 pixels of tile :math:`t` and to its candidates, :math:`S` is a small dense
 block :math:`S_t` of shape ``[m, P]`` (``P = tile_h * tile_w``); every other
 entry of :math:`S` is zero. The blocks of all tiles form one ``[T, m, P]``
@@ -48,20 +49,22 @@ class TileGrid:
 
     @classmethod
     def for_spacing(cls, batch_size: int, height: int, width: int, spacing: float,
-                    num_candidates: int = 9) -> TileGrid:
-        """Tiles about one centre spacing tall and two wide (``spacing`` is the
-        mean distance between cluster centres), capped at the image size; one
-        spacing wide with fewer than 9 candidates per tile.
+                    num_candidates: int = 12) -> TileGrid:
+        """Tiles of about one by two centre spacings (``spacing`` is the mean
+        distance between cluster centres) for at least 12 candidates, of one
+        by one spacing for fewer; capped at the image size.
 
-        A tile then holds about two centres and each of its rows is a run of
-        about ``2 * spacing`` pixels in memory, which makes the copies between
-        the image and the tile layout much faster than with square tiles
-        (for 8-pixel spacing: runs of 16 floats instead of 8), while the 9
-        centres nearest to the tile still include the nearest centre of almost
-        every pixel (``python -m benchmarks.hgconv_perf`` reports the share).
+        SSN lets the pixels of a grid cell choose among the 3 x 3 cells around
+        it; a tile one spacing tall and two wide has 3 x 4 spacings around it,
+        hence 12 candidates. Each row of such a tile is a run of about
+        ``2 * spacing`` pixels in memory, which makes the copies between the
+        image and the tile layout much faster than with square tiles (for an
+        8-pixel spacing: runs of 16 floats instead of 8). ``python -m
+        benchmarks.hgconv_perf`` reports how often the candidates hold a
+        pixel's nearest centre.
         """
         side = max(1, round(spacing))
-        wide = 2 * side if num_candidates >= 9 else side
+        wide = 2 * side if num_candidates >= 12 else side
         return cls(batch_size, height, width, min(side, height), min(wide, width))
 
     @property

@@ -104,7 +104,10 @@ class ImageToGroupGraph(nn.Module):
         oversample (float): PointRend's :math:`k` (default 7).
         beta (float): PointRend's :math:`\beta` (default 0.75).
         num_iterations (int): SLIC iterations (paper: 1-3; default 3).
-        num_candidates (int): candidate centres per pixel :math:`m` (default 9).
+        num_candidates (int): candidate centres per pixel :math:`m` (default
+            12: the 3 x 4 centre spacings around a tile one spacing tall and
+            two wide; with fewer, tiles are one spacing square and 9 is the
+            3 x 3 of SSN).
         tile_size (int or (int, int), optional): ``(height, width)`` of the
             tiles whose pixels share their candidates (default: one mean
             centre spacing :math:`r = \sqrt{HW / K}` tall and two wide,
@@ -145,7 +148,7 @@ class ImageToGroupGraph(nn.Module):
         oversample: float = 7.0,
         beta: float = 0.75,
         num_iterations: int = 3,
-        num_candidates: int = 9,
+        num_candidates: int = 12,
         tile_size: int | tuple[int, int] | None = None,
         feature_scale: float = 4.0,
         position_scale: float = 3.0,

@@ -132,10 +132,11 @@ def test_module_pools_a_second_map_with_the_graph_of_the_first():
     torch.testing.assert_close(module.pool_with(other, graph), expected)
 
 
-@pytest.mark.parametrize("num_candidates", [1, 4, 9])
+@pytest.mark.parametrize("num_candidates", [1, 9, 12, 16])
 def test_default_tiles_are_a_spacing_tall_and_two_wide(num_candidates):
     grid = TileGrid.for_spacing(2, 64, 80, 8.2, num_candidates)
-    assert (grid.tile_h, grid.tile_w) == ((8, 16) if num_candidates >= 9 else (8, 8))
+    assert (grid.tile_h, grid.tile_w) == ((8, 16) if num_candidates >= 12 else (8, 8))
+    assert ImageToGroupGraph().num_candidates == 12
     # capped at the image
     assert TileGrid.for_spacing(1, 3, 5, 8.0).tile_h == 3
     assert TileGrid.for_spacing(1, 3, 5, 8.0).tile_w == 5

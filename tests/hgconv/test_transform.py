@@ -4,10 +4,11 @@ import torch
 from _hg_images import structured_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch_geometric.utils import to_dense_adj
 
 from pyg_hgconv import GroupGraph, ImageToGroupGraph, pool, unpool
-from pyg_hgconv.adjacency import build_group_adjacency
-from pyg_hgconv.tiling import TiledAssignment
+from pyg_hgconv.adjacency import build_group_adjacency, group_adjacency
+from pyg_hgconv.tiling import TiledAssignment, tiled_assignment_of
 
 
 @pytest.fixture
@@ -69,11 +70,18 @@ def test_graph_attributes_and_pooling_reference(image):
     # Eq. 6 reference
     torch.testing.assert_close(unpool(graph.x, graph).permute(0, 2, 3, 1).reshape(-1, c),
                                s @ graph.x)
-    # the stored edges are the adjacency pipeline applied to the stored S
-    edges = build_group_adjacency(TiledAssignment.from_coo(
-        graph.assign_index, graph.assign_weight, b, h, w, graph.num_nodes))
+    # the stored edges are the adjacency pipeline applied to the stored S (its
+    # tiled form), and S^T A S from the coordinate form is the same up to rounding
+    tiled = tiled_assignment_of(graph)
+    edges = build_group_adjacency(tiled)
     assert torch.equal(edges[0], graph.edge_index) and torch.equal(edges[1], graph.edge_type)
     torch.testing.assert_close(edges[2], graph.edge_weight)
+    from_coo = TiledAssignment.from_coo(graph.assign_index, graph.assign_weight, b, h, w,
+                                        graph.num_nodes)
+    n = graph.num_nodes
+    dense = [to_dense_adj(e[0][:, e[1] == t], edge_attr=e[2][e[1] == t], max_num_nodes=n)
+             for e in (group_adjacency(tiled), group_adjacency(from_coo)) for t in range(9)]
+    torch.testing.assert_close(torch.stack(dense[:9]), torch.stack(dense[9:]))
     assert graph.edge_type.min() >= 0 and graph.edge_type.max() <= 8
     # centres are sampled pixels inside their own group's image
     assert graph.center_pixel.max() < h * w
