@@ -49,6 +49,54 @@ def direction_normalized_weight(
     return edge_weight / degree.clamp_min(eps)[slot]
 
 
+def check_typed_edges(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
+                      num_nodes: int) -> None:
+    """Raise a clear error unless ``edge_index`` ``[2, E]``, ``edge_type`` ``[E]``
+    (in ``0..8``) and ``edge_weight`` (``[E]`` or ``None``) are typed edges
+    between ``num_nodes`` nodes."""
+    if not isinstance(edge_index, Tensor):
+        raise TypeError("'edge_index' must be a LongTensor [2, E] "
+                        f"(got {type(edge_index).__name__}; SparseTensor is not supported)")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, E] (got {tuple(edge_index.shape)})")
+    if not isinstance(edge_type, Tensor):
+        raise TypeError(f"'edge_type' must be a LongTensor [E] (got {type(edge_type).__name__})")
+    if edge_index.dtype != torch.long or edge_type.dtype != torch.long:
+        raise TypeError("'edge_index' and 'edge_type' must be int64 tensors (got "
+                        f"{edge_index.dtype} and {edge_type.dtype})")
+    num_edges = edge_index.size(1)
+    if edge_type.dim() != 1 or edge_type.numel() != num_edges:
+        raise ValueError(f"'edge_type' must have shape [E] = [{num_edges}] "
+                         f"(got {tuple(edge_type.shape)})")
+    if num_edges > 0:
+        if int(edge_type.min()) < 0 or int(edge_type.max()) >= NUM_DIRECTIONS:
+            raise ValueError("'edge_type' must lie in 0..8 (got values in "
+                             f"[{int(edge_type.min())}, {int(edge_type.max())}])")
+        if int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes:
+            raise ValueError(f"'edge_index' must index nodes in [0, {num_nodes}) (got "
+                             f"values in [{int(edge_index.min())}, {int(edge_index.max())}])")
+    if edge_weight is not None:
+        if not isinstance(edge_weight, Tensor) or not torch.is_floating_point(edge_weight):
+            raise TypeError("'edge_weight' must be a floating-point tensor [E]")
+        if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+            raise ValueError(f"'edge_weight' must have shape [E] = [{num_edges}] "
+                             f"(got {tuple(edge_weight.shape)})")
+
+
+def _slot_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
+                    num_nodes: int, normalize: bool, dtype: torch.dtype | None) -> Tensor:
+    """:meth:`HGConv.slot_adjacency` without the input checks."""
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_type.numel(), device=edge_type.device,
+                                 dtype=dtype or torch.get_default_dtype())
+    if normalize:
+        edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
+                                                  num_nodes)
+    slot = edge_type * num_nodes + edge_index[0]
+    return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype or edge_weight.dtype),
+                         num_nodes, NUM_DIRECTIONS * num_nodes)
+
+
 class HGConv(MessagePassing):
     r"""The heterogeneous grid convolution operator from the `"Heterogeneous
     Grid Convolution for Adaptive, Efficient, and Controllable Computation"
@@ -198,15 +246,8 @@ class HGConv(MessagePassing):
         """
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-        if edge_weight is None:
-            edge_weight = torch.ones(edge_type.numel(), device=edge_type.device,
-                                     dtype=dtype or torch.get_default_dtype())
-        if normalize:
-            edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
-                                                      num_nodes)
-        slot = edge_type * num_nodes + edge_index[0]
-        return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype or edge_weight.dtype),
-                             num_nodes, NUM_DIRECTIONS * num_nodes)
+        check_typed_edges(edge_index, edge_type, edge_weight, num_nodes)
+        return _slot_adjacency(edge_index, edge_type, edge_weight, num_nodes, normalize, dtype)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_type: OptTensor = None,
                 edge_weight: OptTensor = None) -> Tensor:
@@ -230,9 +271,9 @@ class HGConv(MessagePassing):
         else:
             if not torch.compiler.is_compiling():
                 self._check_inputs(x, edge_index, edge_type, edge_weight)
-            if self._fused_eager():  # one sparse [N, 9 N] matrix, one sparse-dense product
-                adjacency = self.slot_adjacency(edge_index, edge_type, edge_weight, num_nodes,
-                                                self.normalize, dtype=x.dtype)
+            if self.uses_fused_aggregation():  # one sparse [N, 9 N] matrix, one product
+                adjacency = _slot_adjacency(edge_index, edge_type, edge_weight, num_nodes,
+                                            self.normalize, x.dtype)
                 kwargs = {}
             else:  # per-edge messages: the message of edge j -> i of type t is row t N + j
                 if edge_weight is None:
@@ -258,7 +299,9 @@ class HGConv(MessagePassing):
             raise ValueError(f"a sparse 'edge_index' must be the [N, 9 N] = {list(expected)} "
                              f"matrix of HGConv.slot_adjacency (got {list(adjacency.shape)})")
 
-    def _fused_eager(self) -> bool:
+    def uses_fused_aggregation(self) -> bool:
+        """Whether :meth:`forward` aggregates with one sparse product
+        (eager mode, not explaining; see the class docstring)."""
         return (self.fuse and not self.explain and not torch.compiler.is_compiling()
                 and not torch.jit.is_scripting())
 
@@ -278,31 +321,7 @@ class HGConv(MessagePassing):
                 and x.size(-1) != self.weight.size(1)):
             raise ValueError(f"'x' has {x.size(-1)} channels but the layer expects "
                              f"{self.weight.size(1)}")
-        if not isinstance(edge_index, Tensor):
-            raise TypeError("'edge_index' must be a LongTensor [2, E] "
-                            f"(got {type(edge_index).__name__}; SparseTensor is not supported)")
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"'edge_index' must have shape [2, E] (got {tuple(edge_index.shape)})")
-        if edge_index.dtype != torch.long or edge_type.dtype != torch.long:
-            raise TypeError("'edge_index' and 'edge_type' must be int64 tensors (got "
-                            f"{edge_index.dtype} and {edge_type.dtype})")
-        num_edges = edge_index.size(1)
-        if edge_type.dim() != 1 or edge_type.numel() != num_edges:
-            raise ValueError(f"'edge_type' must have shape [E] = [{num_edges}] "
-                             f"(got {tuple(edge_type.shape)})")
-        if num_edges > 0:
-            if int(edge_type.min()) < 0 or int(edge_type.max()) >= NUM_DIRECTIONS:
-                raise ValueError("'edge_type' must lie in 0..8 (got values in "
-                                 f"[{int(edge_type.min())}, {int(edge_type.max())}])")
-            if int(edge_index.min()) < 0 or int(edge_index.max()) >= x.size(0):
-                raise ValueError(f"'edge_index' must index nodes in [0, {x.size(0)}) (got "
-                                 f"values in [{int(edge_index.min())}, {int(edge_index.max())}])")
-        if edge_weight is not None:
-            if not isinstance(edge_weight, Tensor) or not torch.is_floating_point(edge_weight):
-                raise TypeError("'edge_weight' must be a floating-point tensor [E]")
-            if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
-                raise ValueError(f"'edge_weight' must have shape [E] = [{num_edges}] "
-                                 f"(got {tuple(edge_weight.shape)})")
+        check_typed_edges(edge_index, edge_type, edge_weight, x.size(0))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -199,7 +199,7 @@ def slot_adjacency_of(graph, normalize: bool, dtype: torch.dtype) -> Tensor:
 
 
 def _call_hgconv(layer: HGConv, x: Tensor, graph) -> Tensor:
-    if layer._fused_eager():
+    if layer.uses_fused_aggregation():
         return layer(x, slot_adjacency_of(graph, layer.normalize, x.dtype))
     return layer(x, graph.edge_index, graph.edge_type, graph.edge_weight)
 

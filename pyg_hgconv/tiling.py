@@ -194,6 +194,13 @@ class TiledAssignment:
         ``[nnz]``; ``(pixel, group)`` pairs unique) as single-pixel tiles whose
         candidates are the pixel's entries (differentiable in ``assign_weight``)."""
         grid = TileGrid(batch_size, height, width, 1, 1)
+        if not isinstance(assign_index, Tensor) or assign_index.dtype != torch.long \
+                or assign_index.dim() != 2 or assign_index.size(0) != 2:
+            raise TypeError("'assign_index' must be a LongTensor [2, nnz]")
+        check_float_tensor(assign_weight, "assign_weight", ndim=1, shape_hint="[nnz]")
+        if assign_weight.numel() != assign_index.size(1):
+            raise ValueError(f"'assign_weight' must have shape [nnz] = [{assign_index.size(1)}] "
+                             f"(got {tuple(assign_weight.shape)})")
         pixel, group = assign_index
         order = torch.argsort(pixel, stable=True)
         pixel, group, weight = pixel[order], group[order], assign_weight[order]

@@ -199,6 +199,12 @@ def test_slot_adjacency_input_is_checked():
         layer(x, adjacency, graph.edge_type)
     with pytest.raises(ValueError, match=r"\[N, 9 N\]"):
         layer(torch.randn(8, 4), adjacency)
+    with pytest.raises(ValueError, match="edge_type"):
+        HGConv.slot_adjacency(graph.edge_index, graph.edge_type + 9, num_nodes=9)
+    with pytest.raises(TypeError, match="edge_type"):
+        HGConv.slot_adjacency(graph.edge_index, None, num_nodes=9)
+    with pytest.raises(ValueError, match="edge_index"):
+        HGConv.slot_adjacency(graph.edge_index, graph.edge_type, num_nodes=4)
 
 
 def test_module_layers_share_one_slot_adjacency():

@@ -102,6 +102,11 @@ def test_bad_inputs_are_named():
         assignment.unpool(torch.randn(assignment.num_groups + 1, 2))
     with pytest.raises(TypeError, match="'x'"):
         assignment.pool(torch.ones(1, 2, 3, 4, dtype=torch.long))
+    index, weight = assignment.to_coo()
+    with pytest.raises(TypeError, match="assign_index"):
+        TiledAssignment.from_coo(index.float(), weight, 1, 3, 4, assignment.num_groups)
+    with pytest.raises(ValueError, match="assign_weight"):
+        TiledAssignment.from_coo(index, weight[:-1], 1, 3, 4, assignment.num_groups)
 
 
 def test_group_graphs_keep_their_tiled_assignment_while_it_is_current():
