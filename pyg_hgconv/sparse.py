@@ -41,11 +41,8 @@ class SparsePattern:
         return self._transpose
 
     def csr(self, values: Tensor) -> Tensor:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(self.crow, self.sorted_cols, values[self.order],
-                                           size=(self.num_rows, self.num_cols),
-                                           check_invariants=False)
+        return csr_tensor(self.crow, self.sorted_cols, values[self.order],
+                          (self.num_rows, self.num_cols))
 
     def matmul(self, values: Tensor, dense: Tensor) -> Tensor:
         r"""Return :math:`M X` for ``M[rows[e], cols[e]] = values[e]``, ``[num_rows, C]``;
@@ -120,7 +117,12 @@ def coalesced_csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int,
     summed = values.new_zeros(unique.numel()).index_add(0, inverse, values)
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.bincount(unique // num_cols, minlength=num_rows).cumsum(0)
+    return csr_tensor(crow, unique % num_cols, summed, (num_rows, num_cols))
+
+
+def csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    """A sparse CSR tensor of valid, row-sorted indices (PyTorch's beta warning
+    silenced); differentiable in ``values``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, unique % num_cols, summed,
-                                       size=(num_rows, num_cols), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, cols, values, size=size, check_invariants=False)
