@@ -1,6 +1,6 @@
 """Performance of the HG-Conv core (the numbers the HG-Conv core issue asks for).
 
-Two measurements, in one run, on this machine:
+Three measurements, in one run, on this machine:
 
 * ``memory``: peak memory that torch allocates during one
   :class:`~pyg_hgconv.ImageToGroupGraph` forward on a ``[2, 64, 256, 256]``
@@ -14,6 +14,10 @@ Two measurements, in one run, on this machine:
   torch threads fixed by ``--threads``, eval mode, no autograd. The cell
   also reports how often the candidate restriction of the tiled SLIC keeps a
   pixel's spatially nearest centre (uniformly sampled centres).
+* ``quality``: how well the groups follow real images (CamVid ``val``
+  frames, or the generated scenes without CamVid) with the default tiles and
+  with every pixel choosing among its own 9 nearest centres: the error of
+  pooling then unpooling the pixels, edges per group, entries of S per pixel.
 
 The OpenMP wait policy is the environment's (recorded with the results):
 ``OMP_WAIT_POLICY=PASSIVE`` wakes a sleeping thread in every parallel op,
@@ -34,19 +38,29 @@ from torch import nn
 from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
 from benchmarks.common.timing import median_time, peak_memory_bytes
+from benchmarks.irregular_conv.features import image_source, load_images
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MIB = 2**20
 
 #: schedule -> sizes and repeats
 SCHEDULES = {
     "quick": dict(memory_shape=(1, 16, 64, 64), memory_groups=64,
-                  time_shape=(1, 32, 32, 32), repeats=3),
+                  time_shape=(1, 32, 32, 32), repeats=3, quality_images=2,
+                  quality_size=(48, 64)),
     "default": dict(memory_shape=(2, 64, 256, 256), memory_groups=1024,
-                    time_shape=(2, 256, 64, 64), repeats=10),
+                    time_shape=(2, 256, 64, 64), repeats=10, quality_images=20,
+                    quality_size=(96, 128)),
     "full": dict(memory_shape=(2, 64, 256, 256), memory_groups=1024,
-                 time_shape=(2, 256, 64, 64), repeats=30),
+                 time_shape=(2, 256, 64, 64), repeats=30, quality_images=100,
+                 quality_size=(96, 128)),
 }
+#: clustering variants of the quality part: ImageToGroupGraph arguments
+TILINGS = {
+    "tiles (default, 12 candidates)": {},
+    "per pixel (1x1 tiles, 9 candidates)": {"tile_size": 1, "num_candidates": 9},
+}
+QUALITY_RATIOS = (1 / 64, 1 / 16)
 RATIO, NUM_LAYERS = 1 / 64, 3
 MEMORY_TARGET_MIB = 1024
 TIME_TARGET = 1 / 5
@@ -113,6 +127,25 @@ def candidate_coverage(shape: tuple[int, ...], num_centers: int, num_candidates:
     return float((pixel_candidates == nearest).any(-1).float().mean())
 
 
+def measure_quality(cell: dict, images: torch.Tensor) -> dict:
+    """How well the groups follow real images: the parameter-free transform
+    (no embedding, fixed scales) on ``images``; mean absolute error of
+    pooling then unpooling the pixels (Eqs. 5-6), edges per group, entries
+    of S per pixel."""
+    from pyg_hgconv import ImageToGroupGraph, unpool
+
+    transform = ImageToGroupGraph(ratio=cell["ratio"], learnable=False,
+                                  **TILINGS[cell["tiling"]]).eval()
+    with torch.no_grad():
+        graph = transform(images)
+        error = (unpool(graph.x, graph) - images).abs().mean()
+    b, _, h, w = images.shape
+    return {"reconstruction_l1": float(error), "groups_per_image": graph.num_nodes / b,
+            "edges_per_group": graph.num_edges / graph.num_nodes,
+            "nnz_per_pixel": graph.assign_index.size(1) / (b * h * w),
+            "images": b, "size": [h, w]}
+
+
 def measure_time(cell: dict, seed: int, repeats: int) -> dict:
     from pyg_hgconv import HGConvModule
     from pyg_hgconv.transform import num_groups_for
@@ -150,21 +183,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = SCHEDULES[schedule_name(args)]
     config = protocol_config(args, protocol_version=PROTOCOL_VERSION, ratio=RATIO,
                              num_layers=NUM_LAYERS, **sizes)
-    store = ResultStore(args.out, config, ("part",), environment=env, fresh=args.fresh)
+    store = ResultStore(args.out, config, ("part", "variant"), environment=env,
+                        fresh=args.fresh)
+    source = image_source(args.data_root)
+    if source["fallback"]:
+        print(f"NOTE: {source['note']}.", flush=True)
 
     cells = [
-        {"part": "memory", "shape": list(sizes["memory_shape"]),
+        {"part": "memory", "variant": "-", "shape": list(sizes["memory_shape"]),
          "num_groups": sizes["memory_groups"]},
-        {"part": "time", "shape": list(sizes["time_shape"])},
+        {"part": "time", "variant": "-", "shape": list(sizes["time_shape"])},
+        *({"part": "quality", "variant": f"{tiling} @ {ratio:.4g}", "tiling": tiling,
+           "ratio": ratio, "images": source["note"]}
+          for ratio in QUALITY_RATIOS for tiling in TILINGS),
     ]
+    images: list[torch.Tensor] = []
 
     def measure(cell: dict) -> dict:
         if cell["part"] == "memory":
             return measure_memory(cell, args.seed)
-        return measure_time(cell, args.seed, sizes["repeats"])
+        if cell["part"] == "time":
+            return measure_time(cell, args.seed, sizes["repeats"])
+        if not images:
+            images.append(load_images(source, sizes["quality_images"], sizes["quality_size"],
+                                      args.seed))
+        return measure_quality(cell, images[0])
 
-    records = {r["part"]: r for r in run_cells(store, cells, measure, desc="hgconv_perf")}
-    memory, timing = records["memory"], records["time"]
+    done = run_cells(store, cells, measure, desc="hgconv_perf")
+    memory = next(r for r in done if r["part"] == "memory")
+    timing = next(r for r in done if r["part"] == "time")
+    quality = [r for r in done if r["part"] == "quality"]
     tables = {
         "Memory of ImageToGroupGraph": markdown_table([memory], [
             ("shape", "input", lambda s: "x".join(map(str, s))),
@@ -181,6 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("grid_ms", "3x(Conv2d+BN+ReLU) ms", ".1f"), ("ratio", "HG / grid", ".3f"),
             ("meets_target", "<= 1/5"),
             ("nearest_centre_coverage", "nearest centre among candidates", ".2%")]),
+        "Clustering quality on real images (parameter-free transform)": markdown_table(
+            quality, [
+                ("tiling", "candidates"), ("ratio", "ratio", ".4g"),
+                ("groups_per_image", "groups/img", ".1f"),
+                ("reconstruction_l1", "pool -> unpool L1 error", ".4f"),
+                ("edges_per_group", "edges/group", ".2f"),
+                ("nnz_per_pixel", "nnz/pixel", ".2f")]),
     }
     for title, table in tables.items():
         print(f"\n## {title}\n\n{table}")
