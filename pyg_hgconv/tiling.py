@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_hgconv._checks import check_float_tensor
+from pyg_hgconv._checks import check_float_tensor, check_positive_int
 from pyg_hgconv.sparse import SegmentSum
 
 _EPS = 1e-12
@@ -46,6 +46,10 @@ class TileGrid:
     width: int
     tile_h: int
     tile_w: int
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "height", "width", "tile_h", "tile_w"):
+            check_positive_int(getattr(self, name), name)
 
     @classmethod
     def for_spacing(cls, batch_size: int, height: int, width: int, spacing: float,
@@ -170,6 +174,17 @@ class TiledAssignment:
     weight: Tensor
     num_groups: int
     _to_groups: SegmentSum | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        t, p = self.grid.num_tiles, self.grid.tile_pixels
+        if not isinstance(self.candidates, Tensor) or self.candidates.dtype != torch.long \
+                or self.candidates.dim() != 2 or self.candidates.size(0) != t:
+            raise ValueError(f"'candidates' must be a LongTensor [T, m] with T = {t} tiles")
+        check_float_tensor(self.weight, "weight", ndim=3, shape_hint="[T, m, P]")
+        if self.weight.shape != (t, self.candidates.size(1), p):
+            raise ValueError(f"'weight' must have shape [T, m, P] = [{t}, "
+                             f"{self.candidates.size(1)}, {p}] (got {tuple(self.weight.shape)})")
+        check_positive_int(self.num_groups, "num_groups")
 
     def detach(self) -> TiledAssignment:
         """The same assignment with the weights detached from autograd."""

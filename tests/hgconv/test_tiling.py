@@ -102,6 +102,16 @@ def test_bad_inputs_are_named():
         assignment.unpool(torch.randn(assignment.num_groups + 1, 2))
     with pytest.raises(TypeError, match="'x'"):
         assignment.pool(torch.ones(1, 2, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="tile_w"):
+        TileGrid(1, 3, 4, 2, 0)
+    with pytest.raises(TypeError, match="height"):
+        TileGrid(1, 3.5, 4, 2, 2)
+    with pytest.raises(ValueError, match="weight"):
+        TiledAssignment(assignment.grid, assignment.candidates, assignment.weight[..., :-1],
+                        assignment.num_groups)
+    with pytest.raises(ValueError, match="candidates"):
+        TiledAssignment(assignment.grid, assignment.candidates[:-1], assignment.weight,
+                        assignment.num_groups)
     index, weight = assignment.to_coo()
     with pytest.raises(TypeError, match="assign_index"):
         TiledAssignment.from_coo(index.float(), weight, 1, 3, 4, assignment.num_groups)
