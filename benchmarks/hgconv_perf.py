@@ -121,9 +121,8 @@ def candidate_coverage(shape: tuple[int, ...], num_centers: int, num_candidates:
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     pixel_yx = torch.stack([ys, xs], dim=-1).reshape(-1, 2).float()
     candidates = nearest_centers(center_yx, grid.centres(), m)  # [B, tiles, m]
-    nearest = nearest_centers(center_yx, pixel_yx, 1)  # [B, N, 1]
-    tile = (pixel_yx[:, 0] // grid.tile_h) * grid.tiles_x + pixel_yx[:, 1] // grid.tile_w
-    pixel_candidates = candidates[:, tile.long()]  # [B, N, m]
+    nearest = nearest_centers(center_yx, pixel_yx, 1).view(-1, 1)  # [B N, 1]
+    pixel_candidates = grid.per_pixel(candidates.view(-1, m))  # [B N, m]
     return float((pixel_candidates == nearest).any(-1).float().mean())
 
 

@@ -83,15 +83,24 @@ def check_typed_edges(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTen
                              f"(got {tuple(edge_weight.shape)})")
 
 
-def _slot_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
-                    num_nodes: int, normalize: bool, dtype: torch.dtype | None) -> Tensor:
-    """:meth:`HGConv.slot_adjacency` without the input checks."""
+def _aggregation_weight(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
+                        num_nodes: int, normalize: bool, dtype: torch.dtype | None) -> Tensor:
+    """The weight of every edge in the aggregation: ``edge_weight`` (ones when
+    ``None``), divided by the per-(target, type) degree when ``normalize``."""
     if edge_weight is None:
         edge_weight = torch.ones(edge_type.numel(), device=edge_type.device,
                                  dtype=dtype or torch.get_default_dtype())
     if normalize:
         edge_weight = direction_normalized_weight(edge_index, edge_type, edge_weight,
                                                   num_nodes)
+    return edge_weight
+
+
+def _slot_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
+                    num_nodes: int, normalize: bool, dtype: torch.dtype | None) -> Tensor:
+    """:meth:`HGConv.slot_adjacency` without the input checks."""
+    edge_weight = _aggregation_weight(edge_index, edge_type, edge_weight, num_nodes, normalize,
+                                      dtype)
     slot = edge_type * num_nodes + edge_index[0]
     return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype or edge_weight.dtype),
                          num_nodes, NUM_DIRECTIONS * num_nodes)
@@ -263,7 +272,6 @@ class HGConv(MessagePassing):
                 (default: all ones).
         """
         num_nodes = x.size(0)
-        size = (num_nodes * NUM_DIRECTIONS, num_nodes)
         if is_torch_sparse_tensor(edge_index):
             if not torch.compiler.is_compiling():
                 self._check_slot_adjacency(x, edge_index, edge_type, edge_weight)
@@ -276,13 +284,10 @@ class HGConv(MessagePassing):
                                             self.normalize, x.dtype)
                 kwargs = {}
             else:  # per-edge messages: the message of edge j -> i of type t is row t N + j
-                if edge_weight is None:
-                    edge_weight = x.new_ones(edge_type.numel())
-                if self.normalize:
-                    edge_weight = direction_normalized_weight(edge_index, edge_type,
-                                                              edge_weight, num_nodes)
                 adjacency = torch.stack([edge_type * num_nodes + edge_index[0], edge_index[1]])
-                kwargs = dict(edge_weight=edge_weight, size=size)
+                kwargs = dict(edge_weight=_aggregation_weight(
+                    edge_index, edge_type, edge_weight, num_nodes, self.normalize, x.dtype),
+                    size=(num_nodes * NUM_DIRECTIONS, num_nodes))
         # X W_delta for all nine directions at once: [9, N, C_out] viewed as [9 N, C_out]
         x_dir = torch.matmul(x, self.weight).view(NUM_DIRECTIONS * num_nodes, self.out_channels)
         out = self.propagate(adjacency, x=(x_dir, None), **kwargs)

@@ -1,9 +1,9 @@
 r"""Differentiable SLIC on tiles with sparse candidate sets (paper, Algorithm 1).
 
-The pixels are cut into tiles about one centre spacing wide
-(:class:`~pyg_hgconv.tiling.TileGrid`); every pixel of a tile is compared
-with only the ``m`` sampled centres nearest to the tile (found once per
-forward, without gradient), as SSN [Jampani et al. 2018] compares every
+The pixels are cut into tiles of about one by two centre spacings
+(:meth:`~pyg_hgconv.tiling.TileGrid.for_spacing`); every pixel of a tile is
+compared with only the ``m`` sampled centres nearest to the tile (found once
+per forward, without gradient), as SSN [Jampani et al. 2018] compares every
 pixel of a grid cell with the 9 surrounding superpixels. The assignment is a
 ``[T, m, P]`` tensor (tiles, candidates, pixels of a tile), never an
 ``N_pix x N_grp`` matrix, and every step is a batched matrix product over
@@ -121,6 +121,15 @@ def nearest_centers(
     return out
 
 
+def closeness(centres: Tensor, points: Tensor, offset: Tensor | float = 0.0) -> Tensor:
+    r""":math:`-\lVert p - c \rVert^2` up to :math:`\lVert p \rVert^2` (the same for
+    every centre of a point), :math:`2 p \cdot c - \lVert c \rVert^2 - \text{offset}`,
+    as one batched product: ``centres [T, m, D]``, ``points [T, D, P]`` ->
+    ``[T, m, P]``."""
+    return torch.baddbmm(centres.square().sum(2, keepdim=True).neg() - offset, centres, points,
+                         alpha=2.0)
+
+
 @torch.no_grad()
 def nearest_candidate(candidate_yx: Tensor, pixel_yx: Tensor) -> Tensor:
     r"""Hard initial assignment (Algorithm 1, line 1): every pixel to its
@@ -134,17 +143,13 @@ def nearest_candidate(candidate_yx: Tensor, pixel_yx: Tensor) -> Tensor:
     Returns:
         Tensor ``[T, m, P]``, one-hot over the candidates (the first one on ties).
     """
-    m = candidate_yx.size(1)
-    # -||p - c||^2 up to ||p||^2, the same for all candidates of a pixel; on
-    # integer pixel coordinates these are integers, so a penalty below 1/2
-    # that grows with the candidate's slot breaks ties towards the first slot
-    # and changes nothing else
+    t, m, _ = candidate_yx.shape
+    # on integer pixel coordinates the closeness is an integer, so a penalty
+    # below 1/2 that grows with the candidate's slot breaks ties towards the
+    # first slot and changes nothing else
     penalty = torch.arange(m, device=pixel_yx.device, dtype=pixel_yx.dtype).view(1, m, 1) / (2 * m)
-    closeness = torch.baddbmm(candidate_yx.square().sum(2, keepdim=True).neg() - penalty,
-                              candidate_yx,
-                              pixel_yx.unsqueeze(0).expand(candidate_yx.size(0), -1, -1),
-                              alpha=2.0)
-    return (closeness == closeness.amax(1, keepdim=True)).to(pixel_yx.dtype)
+    near = closeness(candidate_yx, pixel_yx.unsqueeze(0).expand(t, -1, -1), penalty)
+    return (near == near.amax(1, keepdim=True)).to(pixel_yx.dtype)
 
 
 def slic_assignment(
@@ -192,11 +197,8 @@ def slic_assignment(
         sums = to_centres(torch.bmm(weight, with_mass.transpose(1, 2)).reshape(-1, d + 1))
         total, mass = sums[:, :d], sums[:, d:]
         centre = torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
-        relative = centre[candidates] - origin  # [T, m, D]
-        # -||x - c||^2 up to the per-pixel constant ||x||^2 (softmax-invariant)
-        logits = torch.baddbmm(relative.square().sum(2, keepdim=True).neg(), relative,
-                               features, alpha=2.0)
-        weight = torch.softmax(logits, dim=1)
+        # -||x - c||^2 up to the per-pixel ||x||^2 (softmax-invariant)
+        weight = torch.softmax(closeness(centre[candidates] - origin, features), dim=1)
 
     weight = weight * (weight >= threshold)
     weight = weight / weight.sum(1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)

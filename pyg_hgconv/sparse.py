@@ -26,8 +26,7 @@ class SparsePattern:
         self.rows, self.cols = rows, cols
         self.num_rows, self.num_cols = num_rows, num_cols
         self.order = torch.argsort(rows * num_cols + cols)
-        self.crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
-        self.crow[1:] = torch.bincount(rows, minlength=num_rows).cumsum(0)
+        self.crow = row_pointers(rows, num_rows)
         self.sorted_cols = cols[self.order]
         self._transpose: SparsePattern | None = None
 
@@ -115,9 +114,15 @@ def coalesced_csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int,
     key = rows * num_cols + cols
     unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
     summed = values.new_zeros(unique.numel()).index_add(0, inverse, values)
+    return csr_tensor(row_pointers(unique // num_cols, num_rows), unique % num_cols, summed,
+                      (num_rows, num_cols))
+
+
+def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
+    """CSR row pointers ``[num_rows + 1]`` of entries in rows ``rows``."""
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.bincount(unique // num_cols, minlength=num_rows).cumsum(0)
-    return csr_tensor(crow, unique % num_cols, summed, (num_rows, num_cols))
+    crow[1:] = torch.bincount(rows, minlength=num_rows).cumsum(0)
+    return crow
 
 
 def csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:

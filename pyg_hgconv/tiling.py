@@ -134,6 +134,11 @@ class TileGrid:
         m = t.size(1)
         return self.from_tiles(t).permute(0, 2, 3, 1).reshape(-1, m)
 
+    def per_pixel(self, t: Tensor) -> Tensor:
+        """``[T, m]`` (one row per tile) -> ``[B * H * W, m]``: every pixel gets
+        its tile's row."""
+        return self.to_pixels(t.unsqueeze(2).expand(-1, -1, self.tile_pixels))
+
 
 @functools.lru_cache(maxsize=64)
 def _tile_constants(grid: TileGrid, device: torch.device, dtype: torch.dtype
@@ -185,12 +190,6 @@ class TiledAssignment:
             raise ValueError(f"'weight' must have shape [T, m, P] = [{t}, "
                              f"{self.candidates.size(1)}, {p}] (got {tuple(self.weight.shape)})")
         check_positive_int(self.num_groups, "num_groups")
-
-    def detach(self) -> TiledAssignment:
-        """The same assignment with the weights detached from autograd."""
-        out = TiledAssignment(self.grid, self.candidates, self.weight.detach(), self.num_groups)
-        out._to_groups = self._segments()
-        return out
 
     def _segments(self) -> SegmentSum:
         if self._to_groups is None:
@@ -284,8 +283,7 @@ class TiledAssignment:
         assign_weight [nnz])``, sorted by pixel, then by candidate slot."""
         m = self.candidates.size(1)
         weight = self.grid.to_pixels(self.weight)  # [N_pix, m]
-        groups = self.grid.to_pixels(
-            self.candidates.unsqueeze(2).expand(-1, -1, self.grid.tile_pixels))
+        groups = self.grid.per_pixel(self.candidates)
         pixel, slot = (weight.detach() > 0).nonzero().unbind(1)
         return torch.stack([pixel, groups[pixel, slot]]), weight.view(-1, m)[pixel, slot]
 

@@ -60,8 +60,8 @@ class ImageToGroupGraph(nn.Module):
     2. samples :math:`K` cluster centres per image (``sampler``);
     3. clusters the pixels by differentiable SLIC (Algorithm 1) on a learnable
        embedding of the features plus scaled pixel coordinates; the pixels
-       are cut into tiles about one centre spacing wide and every pixel of a
-       tile is restricted to the ``num_candidates`` centres spatially nearest
+       are cut into tiles of about one by two centre spacings and every pixel
+       of a tile is restricted to the ``num_candidates`` centres spatially nearest
        to the tile (as SSN restricts a grid cell to the 9 surrounding
        superpixels); the assignment :math:`S` is sparse (``m`` entries per
        pixel, stored per tile, :class:`~pyg_hgconv.tiling.TiledAssignment`),
@@ -256,8 +256,10 @@ class ImageToGroupGraph(nn.Module):
 
         # 3. differentiable SLIC on [embedding, coordinates], tile by tile.
         grid, candidates, weight = self._slic(embedding, centers)
-        keep = weight.new_zeros(b * k).index_add_(
-            0, candidates.reshape(-1), weight.detach().sum(2).reshape(-1)) > 0
+        # soft pixel count of every sampled centre; centres without pixels are dropped
+        centre_mass = weight.new_zeros(b * k).index_add_(
+            0, candidates.reshape(-1), weight.detach().sum(2).reshape(-1))
+        keep = centre_mass > 0
         num_groups = int(keep.sum())
         new_id = (keep.long().cumsum(0) - 1).clamp_min(0)  # dropped groups have no weight
         assignment = TiledAssignment(grid, new_id[candidates], weight, num_groups)
@@ -275,7 +277,7 @@ class ImageToGroupGraph(nn.Module):
         graph = make_group_batch(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,
             edge_weight=edge_weight, assign_index=assign_index, assign_weight=assign_weight,
-            mass=assignment.detach().mass(), center_pixel=centers.reshape(-1)[keep],
+            mass=centre_mass[keep], center_pixel=centers.reshape(-1)[keep],
             groups_per_image=keep.view(b, k).sum(1), image_size=(h, w),
             importance=importance.reshape(-1))
         # the tiled form of S, for fast pooling and unpooling with this graph
