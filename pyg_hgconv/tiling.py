@@ -190,6 +190,9 @@ class TiledAssignment:
             raise ValueError(f"'weight' must have shape [T, m, P] = [{t}, "
                              f"{self.candidates.size(1)}, {p}] (got {tuple(self.weight.shape)})")
         check_positive_int(self.num_groups, "num_groups")
+        if self.candidates.numel() and (int(self.candidates.min()) < 0
+                                        or int(self.candidates.max()) >= self.num_groups):
+            raise ValueError(f"'candidates' must index groups in [0, {self.num_groups})")
 
     def _segments(self) -> SegmentSum:
         if self._to_groups is None:

@@ -248,6 +248,8 @@ class ImageToGroupGraph(nn.Module):
         # 1-2. importance / focus map on the clustering embedding and centre
         # sampling (no gradient).
         embedding = self._embed(x)  # [B, D, H, W]
+        if not bool(torch.isfinite(embedding).all()):  # checked on the (narrow) embedding
+            raise ValueError("'x' must be finite: NaN or infinite features cannot be clustered")
         importance = importance_map(embedding.detach())
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)

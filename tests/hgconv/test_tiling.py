@@ -112,6 +112,9 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="candidates"):
         TiledAssignment(assignment.grid, assignment.candidates[:-1], assignment.weight,
                         assignment.num_groups)
+    with pytest.raises(ValueError, match="candidates"):
+        TiledAssignment(assignment.grid, assignment.candidates + assignment.num_groups,
+                        assignment.weight, assignment.num_groups)
     index, weight = assignment.to_coo()
     with pytest.raises(TypeError, match="assign_index"):
         TiledAssignment.from_coo(index.float(), weight, 1, 3, 4, assignment.num_groups)

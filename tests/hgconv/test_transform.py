@@ -192,6 +192,13 @@ def test_bad_inputs_raise_clear_errors():
         ImageToGroupGraph()(x, attention=torch.full((1, 1, 8, 8), 2.0))
     with pytest.raises(ValueError, match="channels"):
         ImageToGroupGraph(in_channels=4, embed_channels=2)(x)
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[0, 1, 2, 3] = bad
+        with pytest.raises(ValueError, match="'x' must be finite"):
+            ImageToGroupGraph()(y)
+        with pytest.raises(ValueError, match="'x' must be finite"):
+            ImageToGroupGraph(3, embed_channels=2)(y)
     with pytest.raises(ValueError, match="tile_size"):
         ImageToGroupGraph(tile_size=0)
     with pytest.raises(ValueError, match="tile_size"):
