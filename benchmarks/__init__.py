@@ -12,8 +12,7 @@ infrastructure in :mod:`benchmarks.common`: one command-line layer
 # The OpenMP wait policy is left to the environment (libgomp's default: a
 # thread spins briefly after a parallel region, then sleeps), which is what a
 # PyTorch user gets and the fastest on an idle machine. Forcing PASSIVE makes
-# every parallel op wake a sleeping thread (measured here: +90 us on a
-# 147k-element add, 110 us vs 16-19 us), which dominates code made of many
-# small ops such as the clustering; on a shared or loaded machine, where
+# every parallel op wake a sleeping thread, a cost that dominates code made of
+# many small ops such as the clustering; on a shared or loaded machine, where
 # spinning threads wait for descheduled peers, run with OMP_WAIT_POLICY=PASSIVE.
 # Every command records the policy in force in its environment.

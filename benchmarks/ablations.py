@@ -2,7 +2,7 @@ r"""Ablations of HG-Conv's design choices (paper Sec. 5.1, Tables 4, 5 and 7).
 
 Three studies (``--study``), each on HG-ResNet for semantic segmentation by
 default (``--task``; the task's data, metrics and FLOPs come from
-:mod:`benchmarks.common.tasks`):
+:mod:`benchmarks.common.dense_prediction`):
 
 * ``sampler`` (Table 4) -- how the cluster centres are sampled from the
   importance map: ``random``, ``importance`` sampling, or ``topk_random``
@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common.cli import base_parser, run_parts, schedule_name, setup_run
-from benchmarks.common.results import markdown_table, write_report
-from benchmarks.common.tasks import (
+from benchmarks.common.dense_prediction import (
     TASKS,
     TaskSchedule,
     TaskSpec,
@@ -50,8 +49,7 @@ from benchmarks.common.tasks import (
     load_task_data,
     resolve_schedule,
 )
-from benchmarks.common.training import distributed_rank, process_group
-from benchmarks.tasks import (
+from benchmarks.common.model_runs import (
     METRIC_LABELS,
     SEEDS_FILE,
     ModelCell,
@@ -66,6 +64,8 @@ from benchmarks.tasks import (
     task_config,
     write_model_records,
 )
+from benchmarks.common.results import markdown_table, write_report
+from benchmarks.common.training import distributed_rank, process_group
 
 STUDIES = ("sampler", "ratio", "noise_cancel")
 PAPER_DATASETS = ("Cityscapes", "ADE20K", "PASCAL-context")

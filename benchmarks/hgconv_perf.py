@@ -1,4 +1,4 @@
-"""Performance of the HG-Conv core (the numbers the HG-Conv core issue asks for).
+"""Performance of the HG-Conv core: memory, time against the grid convs, clustering quality.
 
 Three measurements, in one run, on this machine:
 
@@ -105,12 +105,12 @@ def measure_memory(cell: dict, seed: int) -> dict:
 def candidate_coverage(shape: tuple[int, ...], num_centers: int, num_candidates: int,
                        seed: int) -> float:
     """Share of pixels whose spatially nearest centre is among the candidates
-    of their tile (:meth:`~pyg_hgconv.tiling.TileGrid.for_spacing`), for
+    of their tile (:meth:`~pyg_hgconv.nn.pool.tiling.TileGrid.for_spacing`), for
     centres drawn uniformly without replacement."""
     import math
 
-    from pyg_hgconv.slic import nearest_centers
-    from pyg_hgconv.tiling import TileGrid
+    from pyg_hgconv.nn.pool.slic import nearest_centers
+    from pyg_hgconv.nn.pool.tiling import TileGrid
 
     b, _, h, w = shape
     generator = torch.Generator().manual_seed(seed)
@@ -147,7 +147,7 @@ def measure_quality(cell: dict, images: torch.Tensor) -> dict:
 
 def measure_time(cell: dict, seed: int, repeats: int) -> dict:
     from pyg_hgconv import HGConvModule
-    from pyg_hgconv.transform import num_groups_for
+    from pyg_hgconv.nn.pool.image_to_group_graph import num_groups_for
 
     torch.manual_seed(seed)
     shape = tuple(cell["shape"])

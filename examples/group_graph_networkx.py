@@ -33,7 +33,7 @@ import torch
 
 import pyg_hgconv as H
 from pyg_hgconv import viz
-from pyg_hgconv.directions import OFFSETS, SELF_LOOP
+from pyg_hgconv.utils.directions import OFFSETS, SELF_LOOP
 
 NAME = "group_graph_networkx"
 

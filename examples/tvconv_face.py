@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from benchmarks.common.training import TrainConfig, fit
-from pyg_hgconv.datasets import HeterogeneousScenes, ORLFaces, has_dataset
+from pyg_hgconv.datasets import HeterogeneousScenes, has_dataset
 from tvconv import tvconv_layers
+from tvconv.datasets import ORLFaces
 from tvconv.models import AMSoftmax, mobilenet_v2
 from tvconv.viz import plot_affinity_maps
 

@@ -6,14 +6,19 @@ map into data-adaptive groups, builds a graph whose edges carry one of nine
 direction types, runs a direction-aware graph convolution on it and unpools
 the result to the grid.
 
-Main entry points:
+The package mirrors PyTorch Geometric's layout, in the order of the data path:
 
-* :class:`HGConv`: the direction-aware graph convolution (a PyG
-  ``MessagePassing`` layer).
-* :class:`ImageToGroupGraph`: feature map -> batch of group graphs.
-* :func:`unpool`: group features -> feature map.
-* :class:`HGConvModule`: pool -> L x (graph conv, BN, ReLU) -> unpool.
-* :func:`grid_graph`: the pixel grid as a group graph.
+* :mod:`pyg_hgconv.nn.pool`: importance map, centre sampling, differentiable
+  SLIC on tiles, group adjacency, pooling / unpooling and the learnable
+  :class:`ImageToGroupGraph` that wires them together;
+* :mod:`pyg_hgconv.nn.conv`: :class:`HGConv` and the registry of graph convs
+  that can fill its slot;
+* :mod:`pyg_hgconv.nn.models`: :class:`HGConvModule`, HG-ResNet, HG-ResUNet;
+* :mod:`pyg_hgconv.data`: the :class:`GroupGraph` data class and
+  :func:`grid_graph`; :mod:`pyg_hgconv.transforms`, :mod:`pyg_hgconv.datasets`;
+* :mod:`pyg_hgconv.utils` (direction types, the pixel grid, sparse products,
+  argument checks), :mod:`pyg_hgconv.profile` (the FLOP counter),
+  :mod:`pyg_hgconv.io` (atomic writes), :mod:`pyg_hgconv.viz` (figures).
 
 Names are imported on first use (PEP 562), so ``import pyg_hgconv`` and the
 command-line ``--help`` of the benchmarks stay fast.
@@ -27,25 +32,25 @@ __version__ = "0.1.0"
 
 #: public name -> defining module
 _EXPORTS = {
-    "NUM_DIRECTIONS": "pyg_hgconv.directions",
-    "OFFSETS": "pyg_hgconv.directions",
-    "SELF_LOOP": "pyg_hgconv.directions",
-    "direction_type": "pyg_hgconv.directions",
-    "grid_graph": "pyg_hgconv.grid",
-    "GroupGraph": "pyg_hgconv.group_graph",
-    "HGConv": "pyg_hgconv.hg_conv",
-    "focus_map": "pyg_hgconv.importance",
-    "importance_map": "pyg_hgconv.importance",
-    "object_attention": "pyg_hgconv.importance",
-    "uncertainty_attention": "pyg_hgconv.importance",
-    "GroupGraphModule": "pyg_hgconv.module",
-    "HGConvModule": "pyg_hgconv.module",
-    "GraphConvStep": "pyg_hgconv.registry",
-    "build_conv": "pyg_hgconv.registry",
-    "conv_names": "pyg_hgconv.registry",
-    "ImageToGroupGraph": "pyg_hgconv.transform",
-    "pool": "pyg_hgconv.assignment",
-    "unpool": "pyg_hgconv.assignment",
+    "NUM_DIRECTIONS": "pyg_hgconv.utils.directions",
+    "OFFSETS": "pyg_hgconv.utils.directions",
+    "SELF_LOOP": "pyg_hgconv.utils.directions",
+    "direction_type": "pyg_hgconv.utils.directions",
+    "grid_graph": "pyg_hgconv.data.grid_graph",
+    "GroupGraph": "pyg_hgconv.data.group_graph",
+    "HGConv": "pyg_hgconv.nn.conv.hg_conv",
+    "focus_map": "pyg_hgconv.nn.pool.importance",
+    "importance_map": "pyg_hgconv.nn.pool.importance",
+    "object_attention": "pyg_hgconv.nn.pool.importance",
+    "uncertainty_attention": "pyg_hgconv.nn.pool.importance",
+    "GroupGraphModule": "pyg_hgconv.nn.models.hg_conv_module",
+    "HGConvModule": "pyg_hgconv.nn.models.hg_conv_module",
+    "GraphConvStep": "pyg_hgconv.nn.conv.registry",
+    "build_conv": "pyg_hgconv.nn.conv.registry",
+    "conv_names": "pyg_hgconv.nn.conv.registry",
+    "ImageToGroupGraph": "pyg_hgconv.nn.pool.image_to_group_graph",
+    "pool": "pyg_hgconv.nn.pool.pooling",
+    "unpool": "pyg_hgconv.nn.pool.pooling",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -65,17 +70,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from pyg_hgconv.assignment import pool, unpool
-    from pyg_hgconv.directions import NUM_DIRECTIONS, OFFSETS, SELF_LOOP, direction_type
-    from pyg_hgconv.grid import grid_graph
-    from pyg_hgconv.group_graph import GroupGraph
-    from pyg_hgconv.hg_conv import HGConv
-    from pyg_hgconv.importance import (
+    from pyg_hgconv.data.grid_graph import grid_graph
+    from pyg_hgconv.data.group_graph import GroupGraph
+    from pyg_hgconv.nn.conv.hg_conv import HGConv
+    from pyg_hgconv.nn.conv.registry import GraphConvStep, build_conv, conv_names
+    from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule, HGConvModule
+    from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph
+    from pyg_hgconv.nn.pool.importance import (
         focus_map,
         importance_map,
         object_attention,
         uncertainty_attention,
     )
-    from pyg_hgconv.module import GroupGraphModule, HGConvModule
-    from pyg_hgconv.registry import GraphConvStep, build_conv, conv_names
-    from pyg_hgconv.transform import ImageToGroupGraph
+    from pyg_hgconv.nn.pool.pooling import pool, unpool
+    from pyg_hgconv.utils.directions import NUM_DIRECTIONS, OFFSETS, SELF_LOOP, direction_type

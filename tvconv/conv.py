@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.module import register_module_parameter_registration_hook
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ._checks import (
     check_choice,
@@ -22,35 +20,6 @@ from .apply import (
     translation_variant_conv_cached,
 )
 from .weight_generator import PADDING_MODES, WeightGenerator, resample_maps
-
-# Cache validity (see TVConv._cache_state). Besides the storage pointer and
-# autograd version counter of each parameter, two global hooks cover what the
-# version counter misses:
-# * any parameter (re)registration anywhere bumps ``_parameter_registrations``,
-#   so a cache never outlives a swapped parameter object;
-# * every optimizer step stamps the TVConv parameters it updated with a new
-#   serial (fused optimizers update in place without bumping ``_version``).
-_parameter_registrations = 0
-_optimizer_steps = 0
-_STEP_ATTR = "_tvconv_optimizer_step"
-
-
-def _count_parameter_registration(module: nn.Module, name: str, param) -> None:
-    global _parameter_registrations
-    _parameter_registrations += 1
-
-
-def _stamp_optimizer_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if _STEP_ATTR in p.__dict__:
-                p.__dict__[_STEP_ATTR] = _optimizer_steps
-
-
-register_module_parameter_registration_hook(_count_parameter_registration)
-register_optimizer_step_post_hook(_stamp_optimizer_step)
 
 
 class TVConv(nn.Module):
@@ -89,12 +58,18 @@ class TVConv(nn.Module):
     like a depthwise conv. The cache is dropped by :meth:`train`,
     :meth:`load_state_dict`, ``.to()``/``.half()``/... (any ``_apply``) and
     :meth:`reset_parameters`, and it is rebuilt whenever a parameter of the
-    layer changed: every eval forward compares the parameters' identities,
-    storage and autograd version counters (bumped by optimizer steps and any
-    in-place update under ``torch.no_grad()``) with those the cache was built
-    from. Writes through ``param.data`` bypass the version counter; call
-    :meth:`clear_cache` after them. Cached kernels are detached: in eval mode
-    gradients reach the input but not the generator.
+    layer changed: every eval forward compares, for each of the layer's own
+    parameters, its identity, storage and autograd version counter (bumped by
+    any in-place update, under ``torch.no_grad()`` too, and by plain and
+    ``foreach`` optimizer steps) and the identity and version of its gradient
+    with those the cache was built from. No process-global hook is involved.
+    Fused optimizers (``fused=True``) update parameters without bumping their
+    version; their step is seen through the gradient it follows (set by
+    ``backward`` or by hand after the cache was built). Two writes remain
+    invisible and need :meth:`clear_cache`: a fused step whose gradients were
+    already in place when the cache was built, and an in-place write to
+    ``param.data`` (a new ``param.data`` tensor is seen). Cached kernels are
+    detached: in eval mode gradients reach the input but not the generator.
 
     **Other input sizes.** The official layer only takes inputs whose output
     size equals ``size``. Here any input works: for an output size
@@ -213,18 +188,27 @@ class TVConv(nn.Module):
 
     # ------------------------------------------------------------------ cache
     def _cache_state(self, size: tuple[int, int]) -> tuple:
-        # storage, autograd version and last optimizer step of every parameter
-        # the cache was built from (in-place edits under no_grad bump _version)
-        return (size, _parameter_registrations,
-                *[(p.data_ptr(), p._version, p.__dict__.get(_STEP_ATTR))
-                  for p in self._cache_params])
+        # Per parameter: its storage and autograd version (in-place edits, also
+        # under no_grad and by foreach optimizers, bump it), and the identity and
+        # version of its gradient (fused optimizers update in place without
+        # bumping the version, but a step follows a change of the gradients).
+        return (size, *[(p.data_ptr(), p._version, id(p.grad),
+                         None if p.grad is None else p.grad._version)
+                        for p in self._cache_params])
+
+    def _cache_is_current(self, size: tuple[int, int]) -> bool:
+        if self._cached_weight is None or self._cache_key is None:
+            return False
+        params = tuple(self.parameters())
+        if len(params) != len(self._cache_params) or any(
+                a is not b for a, b in zip(params, self._cache_params, strict=True)):
+            return False  # a parameter was replaced
+        return self._cache_state(size) == self._cache_key
 
     @torch.no_grad()
     def _refresh_cache(self, size: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
-        if self._cached_weight is None or self._cache_state(size) != self._cache_key:
+        if not self._cache_is_current(size):
             self._cache_params = tuple(self.parameters())
-            for p in self._cache_params:
-                p.__dict__.setdefault(_STEP_ATTR, 0)
             weight, bias = self.generate(size)
             self._cached_weight = to_tap_major(weight)
             self._cached_bias = None if bias is None else bias.permute(1, 2, 0).contiguous()

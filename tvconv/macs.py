@@ -22,7 +22,11 @@ pooling (max, average, adaptive)             ``in.numel()``                     
 ``Dropout``, ``Flatten``, ``Identity``, ...  0
 ===========================================  ======================================
 
-A :class:`~tvconv.FrozenTVConv` counts like a cached TVConv.
+A :class:`~tvconv.FrozenTVConv` counts like a cached TVConv. The counter is
+:func:`pyg_hgconv.profile.count_flops`; importing this module registers the
+TVConv rows of the table with it
+(:func:`pyg_hgconv.profile.modules.register_module_rule`), the other rows are
+its leaf rules (:mod:`pyg_hgconv.profile.modules`).
 ``elementwise=False`` drops the rows marked [*] and counts only true
 multiply-accumulates. Functional calls inside ``forward`` (``x + y``,
 ``torch.cat``) are not counted, as in the paper. A TVConv in eval mode
@@ -37,60 +41,18 @@ generator, which inference no longer needs.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from pyg_hgconv.profile.counter import count_flops
+from pyg_hgconv.profile.modules import leaf_flops, register_module_rule
+
 from .conv import TVConv
 from .inference import FrozenTVConv
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-          nn.GroupNorm, nn.LayerNorm)
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU,
-                nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Mish, nn.Softplus)
-_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-          nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd)
-_FREE = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten,
-         nn.Unflatten, nn.Identity, nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle,
-         nn.Softmax, nn.LogSoftmax)
-
-
-def _norm_is_affine(module: nn.Module) -> bool:
-    return bool(getattr(module, "affine", False) or getattr(module, "elementwise_affine", False))
-
-
-def module_macs(module: nn.Module, inp: Tensor, out: Tensor, elementwise: bool = True) -> int:
-    """MACs of one call of a leaf ``module`` (or a TVConv) with input ``inp`` and output ``out``.
-
-    Returns ``-1`` for an unknown module type.
-    """
-    if isinstance(module, TVConv):
-        return out.numel() * (module.kernel_size ** 2 + int(module.has_bias))
-    if isinstance(module, FrozenTVConv):
-        return out.numel() * (module.kernel_size ** 2 + int(module.bias is not None))
-    if isinstance(module, _CONVS):
-        per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-        return out.numel() * (per_output + int(module.bias is not None))
-    if isinstance(module, _TRANSPOSED):
-        per_input = module.out_channels // module.groups * math.prod(module.kernel_size)
-        return inp.numel() * per_input + out.numel() * int(module.bias is not None)
-    if isinstance(module, nn.Linear):
-        return inp.numel() * module.out_features + out.numel() * int(module.bias is not None)
-    if isinstance(module, _NORMS):
-        return elementwise * inp.numel() * (2 if _norm_is_affine(module) else 1)
-    if isinstance(module, _ACTIVATIONS):
-        return elementwise * out.numel()
-    if isinstance(module, _POOLS):
-        return elementwise * inp.numel()
-    if isinstance(module, nn.Upsample):
-        return elementwise * out.numel()
-    if isinstance(module, _FREE):
-        return 0
-    return -1
+__all__ = ["count_macs", "count_params", "generator_macs", "module_macs"]
 
 
 def generator_macs(layer: TVConv, size: tuple[int, int] | None = None,
@@ -110,6 +72,31 @@ def generator_macs(layer: TVConv, size: tuple[int, int] | None = None,
             total += 9 * conv.in_channels * conv.out_channels * h * w
         total += elementwise * 3 * len(gen.norms) * gen.hidden_channels * h * w
     return total
+
+
+def _tvconv_macs(module: TVConv, inp: Tensor, out: Tensor, *, elementwise: bool = True,
+                 include_generator: bool = False) -> int:
+    """A cached TVConv: ``k * k`` MACs per output element (+ 1 with a bias);
+    ``include_generator`` adds generating the kernels once."""
+    macs = out.numel() * (module.kernel_size ** 2 + int(module.has_bias))
+    if include_generator:
+        macs += generator_macs(module, tuple(out.shape[-2:]), elementwise)
+    return macs
+
+
+def _frozen_tvconv_macs(module: FrozenTVConv, inp: Tensor, out: Tensor, *,
+                        elementwise: bool = True, include_generator: bool = False) -> int:
+    return out.numel() * (module.kernel_size ** 2 + int(module.bias is not None))
+
+
+register_module_rule(TVConv, _tvconv_macs, component="grid_conv")
+register_module_rule(FrozenTVConv, _frozen_tvconv_macs, component="grid_conv")
+
+
+def module_macs(module: nn.Module, inp: Tensor, out: Tensor, elementwise: bool = True) -> int:
+    """MACs of one call of a leaf ``module`` (or a TVConv) with input ``inp`` and
+    output ``out`` (the table above); ``-1`` for an unknown module type."""
+    return leaf_flops(module, inp, out, elementwise)
 
 
 def _input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -144,16 +131,12 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *, elementwise: boo
 
     The model runs once in eval mode under ``torch.no_grad()`` on zeros
     (building the TVConv caches) and is put back in its previous mode; the
-    hooks are those of :func:`pyg_hgconv.flops.count_flops`, which prices
+    hooks are those of :func:`pyg_hgconv.profile.count_flops`, which prices
     every leaf module with :func:`module_macs`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"'model' must be a torch.nn.Module, got {type(model).__name__}")
     shape = _input_shape(input_shape)
-    # One hook-based counter serves both packages: pyg_hgconv.flops applies the
-    # rules of this module (module_macs / generator_macs) to every leaf module.
-    from pyg_hgconv.flops import count_flops
-
     reference = next(iter(model.parameters()), None)
     options = {} if reference is None else {"dtype": reference.dtype,
                                             "device": reference.device}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from torch import nn
 
+from pyg_hgconv.viz.figure import new_figure, save_figure
+
 from .conv import TVConv, tvconv_layers
 
 __all__ = ["plot_affinity_maps", "tvconv_layers"]
@@ -55,7 +57,6 @@ def plot_affinity_maps(model_or_layers: nn.Module | Iterable, path: str | os.Pat
     Returns:
         The path of the written PNG.
     """
-    from pyg_hgconv.viz.figure import new_figure, save_figure
 
     layers = _named_layers(model_or_layers)
     if max_layers is not None:

@@ -9,8 +9,9 @@ with affinity maps :math:`\mathbf{A} \in \mathbb{R}^{c_A \times h \times w}`.
 maps :math:`c_A \to` ``hidden_channels``, the others keep ``hidden_channels``)
 followed by an output 3x3 conv (no bias) to ``out_channels``. The count
 ``hidden_layers + 1`` is the official code's (``TVConv_inter_layers = 3``
-builds 4 hidden blocks); with the defaults it reproduces the 16.4 M
-training-time parameters of MobileNetV2 x0.1 in the implementation notes.
+builds 4 hidden blocks); with the defaults MobileNetV2 x0.1 has the 16.4 M
+training-time parameters of the official code (``tvconv.count_params``,
+checked in the tests).
 
 The LayerNorm runs over the whole ``(C_hidden, h, w)`` block with
 *per-pixel* affine maps (``nn.LayerNorm([C, h, w])``), as in the official

@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyg_hgconv.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from pyg_hgconv.io.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "RESERVED_FIELDS",

@@ -11,7 +11,7 @@ from typing import Any
 
 from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
 from benchmarks.common.results import ResultStore, run_cells, write_report
-from pyg_hgconv.adjacency import EDGE_THRESHOLD
+from pyg_hgconv.nn.pool.adjacency import EDGE_THRESHOLD
 
 from . import __doc__ as PACKAGE_DOC
 from . import report, task

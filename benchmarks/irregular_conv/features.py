@@ -15,7 +15,7 @@ networks at initialisation: stem and stages 1-3 of a ResNet-18 with a dilated
 stage 3 (output stride 8), width ``C / 256`` so that stage 3 has ``C``
 channels, Kaiming-initialised from ``seed`` and in eval mode. A frame resized
 to ``(8H, 8W)`` therefore gives an ``[C, H, W]`` map -- exactly the input of
-the HG-Conv slot (stage 4) of :class:`~pyg_hgconv.models.HGResNetSeg`. The
+the HG-Conv slot (stage 4) of :class:`~pyg_hgconv.nn.models.HGResNetSeg`. The
 extractor is untrained (no pre-trained weights exist offline), but its
 features keep the image's layout (colour regions, edges), which is what the
 clustering groups; the sizes of the group graphs, and with them every time and
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pyg_hgconv.models import resnet18
+from pyg_hgconv.nn.models import resnet18
 
 __all__ = ["STRIDE", "FeatureExtractor", "feature_map", "image_source", "load_images"]
 

@@ -32,15 +32,15 @@ field                       meaning
 ``params``                  trainable parameters of the conv (TVConv: training-time size;
                             ``params_inference``: after caching)
 ``flops``, ``mflops``       FLOPs per image of the conv alone,
-                            :func:`pyg_hgconv.flops.conv_flops` (graph convs counted from
-                            their edges and channels; rules in :mod:`pyg_hgconv.flops`)
+                            :func:`pyg_hgconv.profile.counter.conv_flops` (graph convs counted from
+                            their edges and channels; rules in :mod:`pyg_hgconv.profile.counter`)
 ``groups``, ``edges``       mean nodes / edges (self loops included) of the group graph
                             per image; ``conv_edges``: the edges the conv actually
                             aggregates over (``dynamic_edge``: its k-NN graph)
 ``module_*``                graph convs: the whole HGConvModule (clustering, pooling,
                             conv, BN, ReLU, unpooling), fwd in eval, fwd+bwd in train mode
                             (random centre sampling, batch statistics); ``module_flops``
-                            by :func:`pyg_hgconv.flops.count_flops`, with its components
+                            by :func:`pyg_hgconv.profile.counter.count_flops`, with its components
 ``clustering_*``            ``hgconv`` cells: :class:`~pyg_hgconv.ImageToGroupGraph` alone
                             (fwd; fwd+bwd of the pooled features and edge weights) -- the
                             clustering every graph conv of that size and ratio runs on
@@ -54,7 +54,6 @@ depend on it (and on its load).
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -62,9 +61,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from benchmarks.common.grid_convs import GRID_CONVS
 from benchmarks.common.timing import median_time, peak_memory_bytes
-from pyg_hgconv.flops import GRAPH_CONV_DEFAULTS, conv_flops, count_flops, knn_edges
-from pyg_hgconv.registry import build_conv, conv_names, prepare_graph
+from pyg_hgconv.nn.conv.registry import build_conv, conv_names, get_conv, prepare_graph
+from pyg_hgconv.profile.counter import conv_flops, count_flops
+from pyg_hgconv.profile.rules import knn_edges
 
 from .features import feature_map
 from .schedules import IrregularSchedule, ratio_label
@@ -80,13 +81,10 @@ __all__ = [
 ]
 
 GRAPH_CONVS: tuple[str, ...] = tuple(conv_names("graph"))
-GRID_CONVS: tuple[str, ...] = tuple(conv_names("grid"))
 #: compiled extension each registry conv needs beyond torch / torch-geometric
-BACKENDS: dict[str, str] = {"spline": "torch_spline_conv", "dynamic_edge": "torch_cluster"}
+BACKENDS: dict[str, str] = {name: get_conv(name).backend for name in GRAPH_CONVS
+                            if get_conv(name).backend is not None}
 MIB = 2**20
-#: what sets the size of each grid conv
-GRID_SETTINGS = {"conv2d": "3x3, C x C dense", "depthwise": "3x3, one filter per channel",
-                 "tvconv": "3x3 per pixel and channel, generated from affinity maps, cached"}
 
 
 def backend_status() -> dict[str, bool]:
@@ -181,8 +179,7 @@ def measure_grid(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule,
     name, channels = cell["conv"], cell["channels"]
     size = (cell["height"], cell["width"])
     torch.manual_seed(seed)
-    kwargs = {"size": size} if name == "tvconv" else {}
-    layer = build_conv(name, channels, channels, **kwargs).to(
+    layer = build_conv(name, channels, channels, size=size).to(
         x.device, memory_format=torch.channels_last)
     layer.eval()
     with torch.no_grad():
@@ -195,7 +192,8 @@ def measure_grid(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule,
     batch = x.size(0)
     flops = conv_flops(name, layer, size=size, batch_size=batch) / batch
     record.update({"params": _params(layer), "flops": flops, "mflops": flops / 1e6,
-                   "layer": repr(layer), "settings": GRID_SETTINGS[name], "status": "ok"})
+                   "layer": repr(layer), "settings": get_conv(name).describe(layer),
+                   "status": "ok"})
     if name == "tvconv":
         generated = count_flops(layer, x, include_generator=True).per_image
         record.update({"params_inference": count_params(layer, cached=True),
@@ -205,41 +203,10 @@ def measure_grid(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule,
 
 def describe_graph_conv(conv: str, layer: nn.Module | None = None) -> str:
     """The hyper-parameters that set a graph conv's size, from the built
-    ``layer`` (or the registry defaults of :data:`pyg_hgconv.flops.GRAPH_CONV_DEFAULTS`
-    when it could not be built)."""
-    p = dict(GRAPH_CONV_DEFAULTS[conv])
-    if layer is not None:
-        for key in p:
-            if hasattr(layer, key):
-                p[key] = getattr(layer, key)
-        p["bias"] = getattr(layer, "bias", None) is not None
-    if conv == "hgconv":
-        return f"9 direction weights, degree-normalised={p['normalize']}, bias={p['bias']}"
-    if conv == "gcn":
-        return (f"1 weight, symmetric normalisation={p['normalize']}, "
-                f"add_self_loops={p['add_self_loops']}, bias={p['bias']}")
-    if conv == "gmm":
-        return (f"kernel_size={p['kernel_size']} Gaussians in dim={p['dim']}, root weight="
-                f"{p['root_weight']}, aggr={p['aggr']}, bias={p['bias']}")
-    if conv == "spline":
-        size = p["kernel_size"]
-        size = size.tolist() if hasattr(size, "tolist") else size
-        size = [size] * p["dim"] if isinstance(size, int) else list(size)
-        return (f"{'x'.join(map(str, size))} B-spline kernels ({math.prod(size)}), degree="
-                f"{p['degree']}, root weight={p['root_weight']}, aggr={p['aggr']}, "
-                f"bias={p['bias']}")
-    if conv == "dynamic_edge":
-        if layer is not None:
-            from torch_geometric.nn.dense.linear import Linear
-
-            lins = [m for m in layer.nn.modules() if isinstance(m, (Linear, nn.Linear))]
-            sizes = [(m.in_features, m.out_features) if isinstance(m, nn.Linear)
-                     else (m.in_channels, m.out_channels) for m in lins]
-            chain = " -> ".join([str(sizes[0][0])] + [str(o) for _, o in sizes])
-        else:
-            chain = f"2C -> {p['hidden_factor']}C -> C"
-        return f"k={p['k']} feature-space neighbours, MLP {chain}, aggr={p['aggr']}"
-    raise ValueError(f"unknown graph conv {conv!r}")
+    ``layer`` (the registry entry's ``settings``), or the entry's description
+    when the layer could not be built."""
+    spec = get_conv(conv)
+    return spec.describe(layer) if layer is not None else spec.description
 
 
 def _graph_stats(conv: str, graph, step: nn.Module) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmarks.common.plots import group_records, line_plot, scatter_plot
 from benchmarks.common.results import markdown_table
-from pyg_hgconv.registry import get_conv
+from pyg_hgconv.nn.conv.registry import get_conv
 
 from .operator import GRAPH_CONVS, GRID_CONVS
 

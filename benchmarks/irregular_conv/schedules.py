@@ -16,7 +16,7 @@ timing repeats     1 (+0 warm-up)              3 (+1)                      10 (+
 =================  ==========================  ==========================  ======================
 
 The task part trains with the ``segmentation`` schedules of
-:mod:`benchmarks.common.tasks` of the same name, the default one shortened by
+:mod:`benchmarks.common.dense_prediction` of the same name, the default one shortened by
 :data:`benchmarks.irregular_conv.task.SCHEDULE_CHANGES`.
 
 The default sizes are chosen so that operator and task parts together finish

@@ -1,25 +1,25 @@
 r"""Task part: the graph convs in HG-ResNet-18's stage-4 slot, trained on CamVid.
 
 One model per cell, each trained from scratch with the same schedule, data
-order and initialisation seed by :func:`benchmarks.common.tasks.train_and_evaluate`
+order and initialisation seed by :func:`benchmarks.common.dense_prediction.train_and_evaluate`
 (THE training loop, checkpoints, resume, evaluation with the metrics module,
 FLOPs averaged over the validation images):
 
 ==================  ====================  ===================================================
 ``conv``            ``cell``              model
 ==================  ====================  ===================================================
-hgconv, gcn, gmm,   ``hg-resnet18``       :class:`~pyg_hgconv.models.HGResNetSeg`: dilated
+hgconv, gcn, gmm,   ``hg-resnet18``       :class:`~pyg_hgconv.nn.models.HGResNetSeg`: dilated
 spline,                                   ResNet-18 stages 1-3, stage 4 on the group graph of
 dynamic_edge                              the stage-3 map with ``conv`` in every 3x3 slot,
                                           fused with stage 3 (the slot of the paper's Table 3)
-conv2d              ``resnet18-dilated``  :class:`~pyg_hgconv.models.ResNetSeg`, stages 3-4
+conv2d              ``resnet18-dilated``  :class:`~pyg_hgconv.nn.models.ResNetSeg`, stages 3-4
                                           dilated (output stride 8: "ResNet-Dilation")
-conv2d              ``resnet18-plain``    :class:`~pyg_hgconv.models.ResNetSeg` without
+conv2d              ``resnet18-plain``    :class:`~pyg_hgconv.nn.models.ResNetSeg` without
                                           dilation (output stride 32)
 ==================  ====================  ===================================================
 
 The task, data, loss, metrics and base schedule are those of the
-``segmentation`` task of :mod:`benchmarks.common.tasks` (CamVid, or the
+``segmentation`` task of :mod:`benchmarks.common.dense_prediction` (CamVid, or the
 generated HeterogeneousScenes when it is absent); this benchmark shortens the
 default schedule (:data:`SCHEDULE_CHANGES`) so that the models fit its time
 budget. The HG models use the task's clustering options and ``hg_ratio`` and
@@ -58,7 +58,7 @@ from .schedules import IrregularSchedule
 __all__ = ["MAX_TRAIN_MINUTES", "SCHEDULE_CHANGES", "TASK", "max_train_seconds", "measure_task",
            "project_training", "run", "task_cells", "task_config", "task_schedule"]
 
-#: the task of :mod:`benchmarks.common.tasks` this part trains on
+#: the task of :mod:`benchmarks.common.dense_prediction` this part trains on
 TASK = "segmentation"
 #: changes to the task's schedules (``TaskSchedule.replace``): all the models
 #: must fit the default run's budget (under 15 minutes with the operator part)
@@ -82,15 +82,15 @@ def max_train_seconds(args: argparse.Namespace) -> float | None:
 
 
 def task_schedule(name: str):
-    """The :class:`~benchmarks.common.tasks.TaskSchedule` of schedule ``name``."""
-    from benchmarks.common.tasks import resolve_schedule
+    """The :class:`~benchmarks.common.dense_prediction.TaskSchedule` of schedule ``name``."""
+    from benchmarks.common.dense_prediction import resolve_schedule
 
     return resolve_schedule(TASK, name).replace(**SCHEDULE_CHANGES[name])
 
 
 def task_config(args: argparse.Namespace, schedule: IrregularSchedule) -> dict[str, Any]:
     """The task part of the protocol configuration."""
-    from benchmarks.common.tasks import get_task
+    from benchmarks.common.dense_prediction import get_task
 
     spec = get_task(TASK)
     return {"task": TASK, "schedule": task_schedule(schedule_name(args)).to_dict(),
@@ -111,8 +111,8 @@ def task_cells() -> list[dict[str, Any]]:
 
 def build_task_model(cell: dict[str, Any], sched, seed: int, edge_threshold: float):
     """The (seeded) model of a task cell."""
-    from benchmarks.common.tasks import build_model, get_task
-    from pyg_hgconv.models import ResNetSeg
+    from benchmarks.common.dense_prediction import build_model, get_task
+    from pyg_hgconv.nn.models import ResNetSeg
 
     seed_everything(seed)
     if cell["kind"] == "graph":
@@ -122,7 +122,7 @@ def build_task_model(cell: dict[str, Any], sched, seed: int, edge_threshold: flo
                      dilated=GRID_CELLS[cell["cell"]])
 
 
-#: fields of :func:`~benchmarks.common.tasks.train_and_evaluate`'s record kept here
+#: fields of :func:`~benchmarks.common.dense_prediction.train_and_evaluate`'s record kept here
 _KEPT = ("dataset", "data_note", "split", "input_size", "variant", "miou", "pixel_accuracy",
          "mean_accuracy", "iou_per_class", "groups_per_image", "gflops_per_image",
          "gflops_std", "flops_components", "stage_modules", "stage_gflops", "images_counted",
@@ -135,7 +135,7 @@ def project_training(model: torch.nn.Module, data, sched, device: str) -> dict[s
     and project it onto the schedule (see "Time cap" in the module docstring).
     The model itself and the training run are untouched (the training loop
     re-seeds every epoch)."""
-    from benchmarks.common.tasks import compute_loss
+    from benchmarks.common.dense_prediction import compute_loss
     from benchmarks.common.training import make_loader, move_to_device
 
     loader = make_loader(data.train, sched.batch_size, shuffle=False, drop_last=True)
@@ -161,7 +161,7 @@ def measure_task(cell: dict[str, Any], args: argparse.Namespace, sched, runs_dir
     ``runs_dir/<cell>-<conv>``). A conv whose compiled backend is missing gives
     ``{"status": "error", "error": ...}``, a model over the time cap
     ``{"status": "skipped", "reason": ..., <its projection>}``."""
-    from benchmarks.common.tasks import load_task_data, train_and_evaluate
+    from benchmarks.common.dense_prediction import load_task_data, train_and_evaluate
 
     missing = missing_backend(cell["conv"])
     if missing is not None:

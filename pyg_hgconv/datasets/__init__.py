@@ -7,19 +7,15 @@ see :mod:`pyg_hgconv.datasets.base` for the shared conventions.
 from .augment import JointAugment
 from .base import ImageDataset, ImageFileDataset
 from .camvid import CamVid
-from .drive import DRIVE
 from .ecssd import ECSSD
 from .heterogeneous_scenes import HeterogeneousScenes
 from .mnist import MNISTTest, read_idx
-from .orl_faces import ORLFaces
-from .pairs import verification_pairs
 from .palette import colorize
 from .road_tiles import RoadTiles
 from .root import ENV_VAR, data_root, dataset_dir, has_dataset
 from .splits import seeded_split, split_sizes
 
 __all__ = [
-    "DRIVE",
     "ECSSD",
     "ENV_VAR",
     "CamVid",
@@ -28,7 +24,6 @@ __all__ = [
     "ImageFileDataset",
     "JointAugment",
     "MNISTTest",
-    "ORLFaces",
     "RoadTiles",
     "colorize",
     "data_root",
@@ -37,5 +32,4 @@ __all__ = [
     "read_idx",
     "seeded_split",
     "split_sizes",
-    "verification_pairs",
 ]

@@ -7,7 +7,7 @@ are the groups and whose edges are the typed, weighted edges of
 and keeps PyG's edge direction: an edge ``u -> v`` is ``source -> target``
 (``edge_index = [source; target]``), and its ``edge_type`` :math:`\delta`
 says that the source lies at displacement :math:`\delta = (d_y, d_x)` from
-the target (see :mod:`pyg_hgconv.directions`).
+the target (see :mod:`pyg_hgconv.utils.directions`).
 
 Node attributes: ``pos`` (centroid ``(x, y)`` in pixels), ``mass`` (soft pixel
 count :math:`\sum_p S_{pg}`), ``center`` (the sampled cluster centre ``(x, y)``)
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from pyg_hgconv.directions import NUM_DIRECTIONS, OFFSETS
-from pyg_hgconv.group_graph import GroupGraph
+from pyg_hgconv.data.group_graph import GroupGraph
+from pyg_hgconv.utils.directions import NUM_DIRECTIONS, OFFSETS
 
 _NAMES = {(-1, -1): "up-left", (-1, 0): "up", (-1, 1): "up-right", (0, -1): "left",
           (0, 0): "self", (0, 1): "right", (1, -1): "down-left", (1, 0): "down",

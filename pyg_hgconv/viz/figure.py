@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from pyg_hgconv.atomic import atomic_write_bytes
+from pyg_hgconv.io.atomic import atomic_write_bytes
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.0, 4.5),
@@ -50,7 +50,7 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically and return the path.
 
     The image is rendered in memory and written with
-    :func:`pyg_hgconv.atomic.atomic_write_bytes`, so an interrupted run never
+    :func:`pyg_hgconv.io.atomic.atomic_write_bytes`, so an interrupted run never
     leaves a truncated PNG. Parent directories are created.
 
     Raises:

@@ -14,7 +14,7 @@ by clustering again, so a figure shows exactly the groups a model used:
   paper's Figs. 11, 12 and 14);
 * :func:`adjacency_stages` / :func:`dense_adjacency`: the direction-wise
   matrices before and after noise-canceling (Eq. 4 vs. Eq. 7, Fig. 5 top left),
-  recomputed with the pure functions of :mod:`pyg_hgconv.adjacency` from the
+  recomputed with the pure functions of :mod:`pyg_hgconv.nn.pool.adjacency` from the
   stored assignment.
 """
 from __future__ import annotations
@@ -24,14 +24,14 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import coalesce, to_dense_adj
 
-from pyg_hgconv.adjacency import (
+from pyg_hgconv.nn.pool.adjacency import (
     TypedEdges,
     cancel_noise,
     group_adjacency,
     keep_strongest_direction,
 )
-from pyg_hgconv.directions import NUM_DIRECTIONS, SELF_LOOP
-from pyg_hgconv.tiling import TiledAssignment
+from pyg_hgconv.nn.pool.tiling import TiledAssignment
+from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 from pyg_hgconv.viz.convert import image_size_of, select_image
 
 #: the stages of :func:`adjacency_stages`, in pipeline order
@@ -131,16 +131,16 @@ def adjacency_stages(graph: Batch | Data, index: int = 0) -> dict[str, TypedEdge
     r"""Recompute the adjacency pipeline of image ``index`` from its stored assignment.
 
     Returns the typed edges ``(edge_index, edge_type, edge_weight)`` after each
-    stage of :mod:`pyg_hgconv.adjacency`, keys in :data:`ADJACENCY_STAGES`:
+    stage of :mod:`pyg_hgconv.nn.pool.adjacency`, keys in :data:`ADJACENCY_STAGES`:
 
     * ``'raw'``: :math:`\hat{A}^\delta = S^\top A^\delta S` (Eq. 4,
-      :func:`~pyg_hgconv.adjacency.group_adjacency`);
+      :func:`~pyg_hgconv.nn.pool.adjacency.group_adjacency`);
     * ``'noise_canceled'``: :math:`\max(0, \hat{A}^\delta - \hat{A}^{\bar\delta})`
-      (Eq. 7, :func:`~pyg_hgconv.adjacency.cancel_noise`);
+      (Eq. 7, :func:`~pyg_hgconv.nn.pool.adjacency.cancel_noise`);
     * ``'max_direction'``: then only the strongest direction per pair
-      (:func:`~pyg_hgconv.adjacency.keep_strongest_direction`).
+      (:func:`~pyg_hgconv.nn.pool.adjacency.keep_strongest_direction`).
 
-    Finalising the last stage (:func:`~pyg_hgconv.adjacency.finalize_adjacency`)
+    Finalising the last stage (:func:`~pyg_hgconv.nn.pool.adjacency.finalize_adjacency`)
     gives the stored edges of a graph built with ``noise_cancel=True,
     max_direction=True``. Node indices are local to the image.
     """

@@ -30,7 +30,7 @@ import numpy as np
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from pyg_hgconv.directions import NUM_DIRECTIONS, SELF_LOOP
+from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 from pyg_hgconv.viz.convert import DIRECTION_NAMES, image_size_of, select_image, to_networkx
 from pyg_hgconv.viz.figure import as_numpy, display_image, new_figure, save_figure
 from pyg_hgconv.viz.maps import (

@@ -3,19 +3,16 @@ import pytest
 import torch
 
 from pyg_hgconv.datasets import (
-    DRIVE,
     ECSSD,
     ENV_VAR,
     CamVid,
     JointAugment,
     MNISTTest,
-    ORLFaces,
     RoadTiles,
     colorize,
     read_idx,
     seeded_split,
     split_sizes,
-    verification_pairs,
 )
 from pyg_hgconv.datasets.base import parse_size
 
@@ -67,34 +64,16 @@ def test_joint_augment_is_seeded_and_keeps_labels():
         JointAugment(scale=(0.0, 1.0))
 
 
-def test_verification_pairs_balanced_unique_seeded():
-    labels = torch.arange(10).repeat_interleave(3)  # 10 identities x 3 images
-    a, b, same = verification_pairs(labels)
-    assert int(same.sum()) == 30 and int((~same).sum()) == 30  # all C(3,2) * 10 genuine
-    assert torch.equal(labels[a] == labels[b], same)
-    assert (a < b).all()
-    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 60
-    a2, b2, _ = verification_pairs(labels)
-    assert torch.equal(a, a2) and torch.equal(b, b2)
-    a3, _, _ = verification_pairs(labels, seed=1)
-    assert not torch.equal(a, a3)
-    a4, _, same4 = verification_pairs(labels, num_pairs=20)
-    assert a4.numel() == 20 and int(same4.sum()) == 10
-    with pytest.raises(ValueError, match="repeated"):
-        verification_pairs(torch.arange(5))
 
 
 def test_errors_name_the_problem(tmp_path):
     for cls, good in [(CamVid, "'train', 'val', 'test'"), (RoadTiles, "'train', 'val', 'test'"),
-                      (ECSSD, "'train', 'val', 'test'"), (DRIVE, "'training', 'test'"),
-                      (ORLFaces, "'train', 'test'"), (MNISTTest, "'all', 'train'")]:
+                      (ECSSD, "'train', 'val', 'test'"), (MNISTTest, "'all', 'train'")]:
         with pytest.raises(ValueError, match=good):
             cls(root=tmp_path, split="bogus")
         with pytest.raises(FileNotFoundError) as info:
             cls(root=tmp_path)
         assert str(tmp_path) in str(info.value) and ENV_VAR in str(info.value)
-    with pytest.raises(ValueError, match="observer"):
-        DRIVE(root=tmp_path, split="training", observer=2)
     with pytest.raises(ValueError, match="size"):
         parse_size((0, 4))
     with pytest.raises(TypeError, match="size"):

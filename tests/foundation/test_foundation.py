@@ -23,7 +23,8 @@ def test_every_public_name_imports(package):
 
 
 def test_subpackages_import():
-    for name in ("pyg_hgconv.datasets", "pyg_hgconv.registry", "pyg_hgconv.adjacency",
+    for name in ("pyg_hgconv.datasets", "pyg_hgconv.nn.conv.registry",
+                 "pyg_hgconv.nn.pool.adjacency",
                  "benchmarks.common.training", "benchmarks.common.metrics"):
         importlib.import_module(name)
 

@@ -33,3 +33,23 @@ def test_first_screen_gives_the_two_commands_and_ci_runs_the_test_one():
                                                                      flags=re.M)
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci and "|| true" not in ci
+
+
+def test_contributing_example_adds_a_working_graph_conv():
+    guide = (REPO / "CONTRIBUTING.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", guide, flags=re.S)[0]
+    check = block + """
+import torch
+from pyg_hgconv import HGConvModule
+from pyg_hgconv.profile import count_flops
+module = HGConvModule(8, num_layers=1, conv="gat").eval()
+x = torch.randn(2, 8, 16, 16)
+out = module(x)
+assert out.shape == x.shape and torch.isfinite(out).all()
+count = count_flops(module, x)
+assert count.components["graph_conv"] > 0
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

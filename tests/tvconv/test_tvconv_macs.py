@@ -81,8 +81,8 @@ def test_mobilenet_v2_x0_1_parameter_anchors(mbv2_depthwise, mbv2_tvconv):
     depthwise, tv = mbv2_depthwise, mbv2_tvconv
     assert count_params(depthwise) == count_params(depthwise, cached=True) == 324_672
     train_time, cached = count_params(tv), count_params(tv, cached=True)
-    assert abs(train_time - 16.4e6) < 0.05e6  # notes: 16.4 M at training time
-    assert abs(cached - 4.4e6) < 0.05e6  # notes: ~4.4 M after caching
+    assert abs(train_time - 16.4e6) < 0.05e6  # the official code: 16.4 M at training time
+    assert abs(cached - 4.4e6) < 0.05e6  # the official code: ~4.4 M after caching
     # the difference is exactly generators + affinity maps -> cached kernels
     layers = [m for m in tv.modules() if isinstance(m, TVConv)]
     kernels = sum(m.channels * 9 * m.size[0] * m.size[1] for m in layers)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import pyg_hgconv as H
 from pyg_hgconv import viz
-from pyg_hgconv.directions import OFFSETS, SELF_LOOP
+from pyg_hgconv.utils.directions import OFFSETS, SELF_LOOP
 
 
 def non_empty_groups(graph, index):

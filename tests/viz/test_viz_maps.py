@@ -7,8 +7,8 @@ from _viz_helpers import build_graph
 
 import pyg_hgconv as H
 from pyg_hgconv import viz
-from pyg_hgconv.adjacency import finalize_adjacency
-from pyg_hgconv.directions import NUM_DIRECTIONS, SELF_LOOP
+from pyg_hgconv.nn.pool.adjacency import finalize_adjacency
+from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 
 
 def dense_assignment(data):

@@ -9,7 +9,7 @@ import torch
 from _viz_helpers import assert_real_png
 
 from pyg_hgconv import viz
-from pyg_hgconv.directions import SELF_LOOP
+from pyg_hgconv.utils.directions import SELF_LOOP
 
 
 @pytest.fixture(autouse=True)

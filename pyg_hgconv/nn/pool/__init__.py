@@ -1,0 +1,20 @@
+r"""From a feature map to a group graph and back, in the order of the data path:
+
+=============================  ===================================================
+module                         step (paper)
+=============================  ===================================================
+:mod:`.importance`             importance map and active focus (Sec. 4.1, Eqs. 11-13)
+:mod:`.sampling`               cluster-centre samplers (Table 4)
+:mod:`.tiling`                 the tiled, block-sparse assignment :math:`S`
+:mod:`.slic`                   differentiable SLIC on tiles (Algorithm 1)
+:mod:`.adjacency`              :math:`\hat{A}^\delta = S^\top A^\delta S`, noise
+                               cancelling, strongest direction (Eqs. 4, 7)
+:mod:`.pooling`                pooling (Eq. 5) and unpooling (Eq. 6)
+:mod:`.image_to_group_graph`   :class:`ImageToGroupGraph`, the learnable module that
+                               wires the steps together
+=============================  ===================================================
+"""
+from .image_to_group_graph import ImageToGroupGraph
+from .pooling import pool, unpool
+
+__all__ = ["ImageToGroupGraph", "pool", "unpool"]

@@ -1,0 +1,348 @@
+r"""Direction-wise group adjacency (paper, Eqs. 4 and 7, supplementary B).
+
+Edges are stored as in PyG, ``edge_index = [source, target]``, plus an
+``edge_type`` (direction, 0..8) and an ``edge_weight``. Edge ``h -> g`` of
+type :math:`\delta` with weight :math:`w` is the entry
+:math:`\hat{A}^\delta_{gh} = w`.
+
+The pipeline (:func:`build_group_adjacency`):
+
+1. :func:`group_adjacency`: :math:`\hat{A}^\delta = S^\top A^\delta S` (Eq. 4),
+   built tile by tile from the tiled assignment (one small matrix product per
+   pair of neighbouring tiles). Only four directions are computed, the
+   other four are their transposes, :math:`\hat{A}^{-\delta} = (\hat{A}^\delta)^\top`.
+2. :func:`cancel_noise`: :math:`\hat{A}^\delta \leftarrow \max(0, \hat{A}^\delta -
+   \hat{A}^{\bar\delta})` (Eq. 7).
+3. :func:`keep_strongest_direction`: per ordered pair of groups keep only the
+   direction with the largest weight (Sec. 4.3, "max direction", Table 7).
+4. :func:`finalize_adjacency`: drop weights below :math:`10^{-7}`, zero the
+   diagonal of every non-centre direction and set the centre direction to the
+   identity (supplementary B).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
+from pyg_hgconv.utils.directions import HALF_DIRECTIONS, NUM_DIRECTIONS, OFFSETS, SELF_LOOP
+
+#: supplementary B: adjacency weights below this are dropped
+EDGE_THRESHOLD = 1e-7
+
+TypedEdges = tuple[Tensor, Tensor, Tensor]
+
+
+def _typed_key(target: Tensor, source: Tensor, edge_type: Tensor, num_nodes: int) -> Tensor:
+    return (target * num_nodes + source) * NUM_DIRECTIONS + edge_type
+
+
+@functools.lru_cache(maxsize=64)
+def _neighbour_pairs(tile_h: int, tile_w: int) -> tuple[tuple[Tensor, ...], ...]:
+    r"""The pairs of positions ``(p, p + delta)`` of the four half directions,
+    by where ``p + delta`` lies.
+
+    The neighbour ``p + delta`` of position ``p`` of a tile lies in the same
+    tile or in the next one along ``dy`` and/or ``dx``. One *block* is a pair
+    (direction, tile offset) with the list of its positions ``p`` and of the
+    positions of their neighbours in the offset tile. Blocks within the tile
+    hold most positions, blocks across tile borders one row or column, so
+    the two groups are padded separately (with ``P``, no position).
+
+    Returns:
+        Two groups (same tile, other tiles), each ``(half [NB], offset_y
+        [NB], offset_x [NB], position [NB, L], neighbour_position [NB, L])``,
+        ``half`` indexing :data:`~pyg_hgconv.utils.directions.HALF_DIRECTIONS`.
+    """
+    a = torch.arange(tile_h).repeat_interleave(tile_w)
+    c = torch.arange(tile_w).repeat(tile_h)
+    none = tile_h * tile_w
+    groups: tuple[list, list] = ([], [])
+    for half, t in enumerate(HALF_DIRECTIONS):
+        dy, dx = OFFSETS[t]
+        y, x = a + dy, c + dx
+        oy = torch.div(y, tile_h, rounding_mode="floor")
+        ox = torch.div(x, tile_w, rounding_mode="floor")
+        position = y.remainder(tile_h) * tile_w + x.remainder(tile_w)
+        for o_y, o_x in sorted({(int(u), int(v)) for u, v in zip(oy, ox, strict=True)}):
+            inside = ((oy == o_y) & (ox == o_x)).nonzero().view(-1)
+            groups[(o_y, o_x) != (0, 0)].append((half, o_y, o_x, inside, position[inside]))
+
+    def pack(blocks: list) -> tuple[Tensor, ...]:
+        length = max((len(b[3]) for b in blocks), default=0)
+        padded = [torch.full((len(blocks), length), none, dtype=torch.long) for _ in range(2)]
+        for i, (*_, source, target) in enumerate(blocks):
+            padded[0][i, :len(source)] = source
+            padded[1][i, :len(target)] = target
+        return (torch.tensor([b[0] for b in blocks], dtype=torch.long),
+                torch.tensor([b[1] for b in blocks], dtype=torch.long),
+                torch.tensor([b[2] for b in blocks], dtype=torch.long), *padded)
+
+    return pack(groups[0]), pack(groups[1])
+
+
+#: key spaces up to this size are coalesced with a dense accumulator (no sort)
+DENSE_COALESCE_LIMIT = 1 << 22
+
+
+def coalesce(key: Tensor, weight: Tensor, space: int) -> tuple[Tensor, Tensor]:
+    """Sum the weights of equal keys in ``[0, space)``; keep the keys whose sum
+    is positive (weights are non-negative).
+
+    Returns ``(keys, sums)`` sorted by key. Small key spaces (up to
+    :data:`DENSE_COALESCE_LIMIT`) are accumulated densely, larger ones sorted
+    with :func:`torch.unique`; both are differentiable in ``weight``.
+    """
+    if space <= DENSE_COALESCE_LIMIT:
+        summed = weight.new_zeros(space).index_add_(0, key, weight)
+        unique = (summed.detach() > 0).nonzero().view(-1)
+        return unique, summed[unique]
+    positive = weight.detach() > 0
+    key, weight = key[positive], weight[positive]
+    unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    return unique, weight.new_zeros(unique.numel()).index_add(0, inverse, weight)
+
+
+def group_adjacency(assignment: TiledAssignment) -> TypedEdges:
+    r"""Return the eight non-centre :math:`\hat{A}^\delta = S^\top A^\delta S` (Eq. 4).
+
+    .. math::
+        \hat{A}^\delta_{gh} = \sum_p S_{p g} S_{p + \delta, h},
+
+    summed over every pixel pair ``(p, p + delta)``. With the tiled
+    assignment (:class:`~pyg_hgconv.nn.pool.tiling.TiledAssignment`) the sum runs
+    tile by tile: for tile :math:`t` and a tile :math:`u` that holds
+    neighbours of its pixels, the ``[m, m]`` block
+    :math:`S_t^\top A^\delta_{tu} S_u` is one matrix product, and the blocks
+    are coalesced on ``(target g, source h, delta)``. Only the four half
+    directions are computed; the others are their transposes,
+    :math:`\hat{A}^{-\delta} = (\hat{A}^\delta)^\top`. Diagonal entries (a
+    group next to itself) are kept; the centre direction is left out
+    (supplementary B replaces it by the identity); zero entries are dropped.
+
+    Returns:
+        ``(edge_index [2, E], edge_type [E], edge_weight [E])``.
+    """
+    num_nodes = assignment.num_groups
+    key, products = _half_direction_products(assignment)
+    key, summed = coalesce(key, products, len(HALF_DIRECTIONS) * num_nodes * num_nodes)
+    half_type = torch.tensor(HALF_DIRECTIONS, device=key.device)[key // (num_nodes * num_nodes)]
+    target, source = (key // num_nodes) % num_nodes, key % num_nodes
+    # delta: g receives from h; -delta: h receives from g (transpose).
+    edge_index = torch.stack([torch.cat([source, target]), torch.cat([target, source])])
+    edge_type = torch.cat([half_type, NUM_DIRECTIONS - 1 - half_type])
+    return edge_index, edge_type, torch.cat([summed, summed])
+
+
+def _half_direction_products(assignment: TiledAssignment) -> tuple[Tensor, Tensor]:
+    r"""The uncoalesced terms of :math:`\hat{A}^\delta` for the four half
+    directions: one ``[m, m]`` block :math:`S_t^\top A^\delta_{tu} S_u` per
+    tile :math:`t` and neighbour tile :math:`u` (see :func:`group_adjacency`).
+
+    Returns:
+        ``(key [M], weight [M])`` with ``key = (half * N + target) * N + source``,
+        ``half`` indexing :data:`~pyg_hgconv.utils.directions.HALF_DIRECTIONS`.
+    """
+    weight, candidates = assignment.weight, assignment.candidates
+    n = assignment.num_groups
+    t, m, _ = weight.shape
+    # S by position: [T + 1, P + 1, m], with a zero position and a zero tile
+    rows = F.pad(weight.transpose(1, 2), (0, 0, 0, 1, 0, 1))
+    padded_candidates = F.pad(candidates, (0, 0, 0, 1))
+    keys, products = [], []
+    for same_tile, (neighbour, position, neighbour_position, half) in zip(
+            (True, False), _tile_neighbours(assignment.grid, weight.device), strict=True):
+        nb, length = position.shape
+        if nb == 0:
+            continue
+        left = rows[:t].index_select(1, position.view(-1))  # [T, NB L, m]
+        right = rows.index_select(1, neighbour_position.view(-1))  # [T + 1, NB L, m]
+        if same_tile:
+            right = right[:t]
+        else:  # rows of the tile that holds the neighbours, block by block
+            right = right.view(t + 1, nb, length, m)[
+                neighbour, torch.arange(nb, device=weight.device)]
+        block = torch.bmm(left.view(t * nb, length, m).transpose(1, 2),
+                          right.reshape(t * nb, length, m))  # S_t^T A_tu S_u: [T NB, m, m]
+        source = padded_candidates[neighbour].view(t, nb, 1, m)
+        key = (half.view(1, nb, 1, 1) * n + candidates.view(t, 1, m, 1)) * n + source
+        keys.append(key.reshape(-1))
+        products.append(block.reshape(-1))
+    if not keys:
+        return candidates.new_zeros(0), weight.new_zeros(0)
+    return torch.cat(keys), torch.cat(products)
+
+
+@functools.lru_cache(maxsize=32)
+def _tile_neighbours(grid: TileGrid, device: torch.device) -> tuple[tuple[Tensor, ...], ...]:
+    """What :func:`_half_direction_products` needs of the tiling alone, per
+    group of :func:`_neighbour_pairs`: the tile holding each block's
+    neighbours ``[T, NB]`` (``T``, a zero tile, off the image), the positions
+    and neighbour positions ``[NB, L]`` and the half directions ``[NB]``."""
+    t = grid.num_tiles
+    tile = torch.arange(t, device=device)
+    ty = (tile // grid.tiles_x) % grid.tiles_y
+    tx = tile % grid.tiles_x
+    out = []
+    for halves, off_y, off_x, position, neighbour_position in _neighbour_pairs(grid.tile_h,
+                                                                              grid.tile_w):
+        off_y, off_x = off_y.to(device), off_x.to(device)
+        ny, nx = ty.unsqueeze(1) + off_y, tx.unsqueeze(1) + off_x  # [T, NB]
+        inside = (ny < grid.tiles_y) & (nx >= 0) & (nx < grid.tiles_x)
+        neighbour = torch.where(inside, tile.unsqueeze(1) + off_y * grid.tiles_x + off_x, t)
+        out.append((neighbour, position.to(device), neighbour_position.to(device),
+                    halves.to(device)))
+    return tuple(out)
+
+
+def _partner_weight(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                    num_nodes: int, partner_type: Tensor) -> Tensor:
+    """Weight of the entry with the same (target, source) and ``partner_type`` (0 if absent)."""
+    key = _typed_key(edge_index[1], edge_index[0], edge_type, num_nodes)
+    order = torch.argsort(key)
+    sorted_key = key[order]
+    wanted = _typed_key(edge_index[1], edge_index[0], partner_type, num_nodes)
+    pos = torch.searchsorted(sorted_key, wanted).clamp_max(max(key.numel() - 1, 0))
+    found = sorted_key[pos] == wanted if key.numel() else torch.zeros_like(wanted, dtype=torch.bool)
+    return torch.where(found, edge_weight[order][pos], edge_weight.new_zeros(()))
+
+
+def cancel_noise(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                 num_nodes: int) -> TypedEdges:
+    r"""Noise-canceling (Eq. 7): :math:`\hat{A}^\delta \leftarrow
+    \max(0, \hat{A}^\delta - \hat{A}^{\bar\delta})`.
+
+    Every non-centre entry is reduced by the entry of the opposite direction
+    between the same ordered pair; entries that reach zero are removed (so the
+    diagonal of every non-centre direction vanishes). Centre edges pass
+    unchanged. Input entries must be unique per ``(target, source, type)``.
+    """
+    partner = _partner_weight(edge_index, edge_type, edge_weight, num_nodes,
+                              NUM_DIRECTIONS - 1 - edge_type)
+    centre = edge_type == SELF_LOOP
+    weight = torch.where(centre, edge_weight, (edge_weight - partner).clamp_min(0.0))
+    keep = centre | (weight > 0)
+    return edge_index[:, keep], edge_type[keep], weight[keep]
+
+
+def keep_strongest_direction(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                             num_nodes: int) -> TypedEdges:
+    r"""Keep, per ordered pair (target, source), only the strongest direction.
+
+    Centre edges are kept. Ties break towards the smallest type when
+    ``target < source`` and the largest otherwise, so the selection commutes
+    with transposition (if :math:`\delta` wins for ``(g, h)``, :math:`\bar\delta`
+    wins for ``(h, g)``).
+    """
+    centre = edge_type == SELF_LOOP
+    pair = edge_index[1] * num_nodes + edge_index[0]
+    _, inverse = torch.unique(pair, return_inverse=True)
+    num_pairs = int(inverse.max()) + 1 if inverse.numel() else 0
+    weight = edge_weight.detach().masked_fill(centre, float("-inf"))
+    best = weight.new_full((num_pairs,), float("-inf")).scatter_reduce(
+        0, inverse, weight, reduce="amax")
+    is_max = (weight == best[inverse]) & ~centre
+    score = torch.where(edge_index[1] < edge_index[0], edge_type, NUM_DIRECTIONS - 1 - edge_type)
+    score = score.masked_fill(~is_max, NUM_DIRECTIONS)
+    best_score = score.new_full((num_pairs,), NUM_DIRECTIONS).scatter_reduce(
+        0, inverse, score, reduce="amin")
+    keep = centre | (is_max & (score == best_score[inverse]))
+    return edge_index[:, keep], edge_type[keep], edge_weight[keep]
+
+
+def finalize_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                       num_nodes: int, threshold: float = EDGE_THRESHOLD) -> TypedEdges:
+    r"""Supplementary B: drop weights below ``threshold``, zero the diagonal of
+    every non-centre direction and set the centre direction to the identity.
+
+    Returns edges sorted by target, then type, then source (edges of one image
+    stay together).
+    """
+    non_centre = edge_type != SELF_LOOP
+    keep = non_centre & (edge_weight >= threshold) & (edge_index[0] != edge_index[1])
+    loops = torch.arange(num_nodes, device=edge_index.device)
+    source = torch.cat([edge_index[0, keep], loops])
+    target = torch.cat([edge_index[1, keep], loops])
+    edge_type = torch.cat([edge_type[keep], torch.full_like(loops, SELF_LOOP)])
+    edge_weight = torch.cat([edge_weight[keep], edge_weight.new_ones(num_nodes)])
+    order = torch.argsort((target * NUM_DIRECTIONS + edge_type) * num_nodes + source)
+    return torch.stack([source[order], target[order]]), edge_type[order], edge_weight[order]
+
+
+#: groups up to this many ``(type, target, source)`` slots (:math:`9 N^2`) run
+#: the dense pipeline (:func:`dense_group_adjacency`)
+DENSE_PIPELINE_LIMIT = 1 << 22
+
+
+def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True,
+                          max_direction: bool = True,
+                          threshold: float = EDGE_THRESHOLD) -> TypedEdges:
+    r"""The whole pipeline on a dense ``[9, N, N]`` array of :math:`\hat{A}^\delta`.
+
+    The same steps as :func:`group_adjacency`, :func:`cancel_noise`,
+    :func:`keep_strongest_direction` and :func:`finalize_adjacency`, with the
+    same tie rule and the same output order (by target, then type, then
+    source), as a handful of array operations instead of sorts and searches.
+    For small graphs (:data:`DENSE_PIPELINE_LIMIT`), where :math:`9 N^2` is
+    a small array.
+    """
+    n = assignment.num_groups
+    device = assignment.weight.device
+    key, products = _half_direction_products(assignment)
+    half = products.new_zeros(len(HALF_DIRECTIONS) * n * n).index_add_(0, key, products)
+    half = half.view(len(HALF_DIRECTIONS), n, n)  # [half, target, source]
+    if noise_cancel:  # Eq. 7: the opposite direction of the pair is the transpose
+        half = (half - half.transpose(1, 2)).clamp_min(0.0)
+    # all nine types (centre zero): the halves, their transposes (the opposite
+    # types), reordered by type
+    full = torch.cat([half, half.transpose(1, 2), half.new_zeros(1, n, n)])
+    full = full[_type_order(device)]
+    weight = full.detach()
+    keep = weight >= threshold if threshold > 0 else weight > 0
+    if not noise_cancel:  # (noise cancelling empties the diagonal by itself)
+        keep &= ~torch.eye(n, dtype=torch.bool, device=device)
+    if max_direction:
+        # among the maxima of every pair, the smallest type when target < source,
+        # else the largest: the smallest rank (type, or 8 - type) of a maximum
+        types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(-1, 1, 1)
+        nodes = torch.arange(n, device=device)
+        rank = torch.where(nodes.view(-1, 1) < nodes.view(1, -1), types, NUM_DIRECTIONS - 1 - types)
+        rank = torch.where(weight == weight.amax(0), rank, NUM_DIRECTIONS)
+        keep &= rank == rank.amin(0)
+    keep[SELF_LOOP] = torch.eye(n, dtype=torch.bool, device=device)  # supplementary B
+    target, edge_type, source = keep.permute(1, 0, 2).nonzero().unbind(1)
+    edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[edge_type, target, source])
+    return torch.stack([source, target]), edge_type, edge_weight
+
+
+@functools.lru_cache(maxsize=8)
+def _type_order(device: torch.device) -> Tensor:
+    """Index that reorders ``[half types, their opposites, centre]`` by type."""
+    order = [*HALF_DIRECTIONS, *(NUM_DIRECTIONS - 1 - t for t in HALF_DIRECTIONS), SELF_LOOP]
+    return torch.tensor([order.index(t) for t in range(NUM_DIRECTIONS)], device=device)
+
+
+def build_group_adjacency(
+    assignment: TiledAssignment,
+    noise_cancel: bool = True,
+    max_direction: bool = True,
+    threshold: float = EDGE_THRESHOLD,
+) -> TypedEdges:
+    """Run the whole pipeline of this module (Eq. 4, Eq. 7, max direction,
+    supplementary B) on a tiled assignment (an assignment in coordinate form
+    converts with :meth:`~pyg_hgconv.nn.pool.tiling.TiledAssignment.from_coo`) and
+    return the final typed, weighted edges, sorted by target, then type, then
+    source. Small graphs take :func:`dense_group_adjacency`, larger ones the
+    sparse steps."""
+    num_groups = assignment.num_groups
+    if NUM_DIRECTIONS * num_groups * num_groups <= DENSE_PIPELINE_LIMIT:
+        return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold)
+    edges = group_adjacency(assignment)
+    if noise_cancel:
+        edges = cancel_noise(*edges, num_groups)
+    if max_direction:
+        edges = keep_strongest_direction(*edges, num_groups)
+    return finalize_adjacency(*edges, num_groups, threshold=threshold)

@@ -1,0 +1,67 @@
+"""Several seeds per model: averaging, paired wins and the mean ± std text."""
+import math
+import statistics
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.common.dense_prediction import TASKS, TaskSchedule
+from benchmarks.common.summary import format_pm
+from benchmarks.tasks import goal_rows, metric_text, paired_wins, seed_means
+
+SEG = TASKS["segmentation"]
+
+
+def record(model, variant, seed, miou, **extra):
+    return {"model": model, "variant": variant, "seed": seed, "miou": miou,
+            "pixel_accuracy": 0.5, "mean_accuracy": None, "gflops_per_image": 1.0 + seed,
+            "stage_gflops": 0.4 if variant == "grid" else 0.1, "params": 10, **extra}
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=5),
+       st.lists(st.floats(0, 1), min_size=1, max_size=5))
+@settings(max_examples=50, deadline=None)
+def test_seed_means_equal_the_statistics_module(grid, hg):
+    per_seed = [record("G", "grid", s, v) for s, v in enumerate(grid)]
+    per_seed += [record("H", "hg", s, v) for s, v in enumerate(hg)]
+    rows = {r["model"]: r for r in seed_means(SEG, per_seed)}
+    for name, values in (("G", grid), ("H", hg)):
+        row = rows[name]
+        assert row["seeds"] == len(values) and "seed" not in row
+        assert row["miou"] == pytest.approx(statistics.fmean(values))
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        assert row["miou_std"] == pytest.approx(std, abs=1e-12)
+        assert row["mean_accuracy"] is None  # no seed has it: missing, not NaN
+        assert row["gflops_per_image"] == pytest.approx(1.0 + (len(values) - 1) / 2)
+    wins = sum(h >= g for g, h in zip(grid, hg, strict=False))
+    assert paired_wins(SEG, per_seed, "H") == f"{wins}/{min(len(grid), len(hg))}"
+
+
+def test_per_class_iou_is_averaged_and_goal_uses_means_and_wins():
+    per_seed = [record("G", "grid", 0, 0.30, iou_per_class={"Sky": 0.8, "Road": 0.6}),
+                record("G", "grid", 1, 0.40, iou_per_class={"Sky": 0.6, "Road": 0.8}),
+                record("H", "hg", 0, 0.36, iou_per_class={"Sky": 1.0, "Road": 0.0}),
+                record("H", "hg", 1, 0.38, iou_per_class={"Sky": 0.0, "Road": 1.0})]
+    rows = seed_means(SEG, per_seed)
+    grid, hg = rows
+    assert grid["iou_per_class"] == pytest.approx({"Sky": 0.7, "Road": 0.7})
+    assert hg["iou_per_class"] == pytest.approx({"Sky": 0.5, "Road": 0.5})
+    (goal,) = goal_rows(SEG, rows, per_seed)
+    assert goal["delta"] == pytest.approx(2.0)  # 37 - 35 mIoU points, on the means
+    assert goal["wins"] == "1/2"  # seed 0 wins, seed 1 loses
+    assert goal["metric_ok"] == "yes" and goal["flops_ok"] == "yes"
+    assert metric_text(hg, "miou") == "37.0 ± 1.4"
+    assert metric_text({**hg, "seeds": 1}, "miou") == "37.0"
+
+
+def test_format_pm_handles_missing_values():
+    assert format_pm(None) == "-" and format_pm(math.nan) == "-"
+    assert format_pm(0.5, math.nan, seeds=3, scale=100) == "50.0"
+    assert format_pm(0.5, 0.01, seeds=3, scale=100, digits=2) == "50.00 ± 1.00"
+
+
+def test_seeds_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="seeds"):
+        TaskSchedule(input_size=(32, 32), epochs=1, batch_size=1, seeds=0)
+    assert all(TASKS[t].schedules["default"].seeds >= 3 for t in TASKS)
