@@ -287,7 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which ablation to run (results go to <out>/<task>/<study>/)")
     parser.add_argument("--task", choices=tuple(TASKS), default="segmentation",
                         help="task the HG models are trained on (the paper: segmentation)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 

@@ -174,10 +174,14 @@ def measure_time(cell: dict, seed: int, repeats: int) -> dict:
     }
 
 
+def build_parser():
+    """The command line of ``python -m benchmarks.hgconv_perf`` (the common options only)."""
+    return base_parser("benchmarks.hgconv_perf", __doc__.split("\n\n")[0],
+                       "results/hgconv_perf", examples=["", "--quick --threads 1"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = base_parser("benchmarks.hgconv_perf", __doc__.split("\n\n")[0],
-                         "results/hgconv_perf", examples=["", "--quick --threads 1"])
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     env = setup_run(args)
     sizes = SCHEDULES[schedule_name(args)]
     config = protocol_config(args, protocol_version=PROTOCOL_VERSION, ratio=RATIO,
@@ -208,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       args.seed))
         return measure_quality(cell, images[0])
 
-    done = run_cells(store, cells, measure, desc="hgconv_perf")
+    done = run_cells(store, cells, measure, desc="hgconv_perf", progress=not args.no_progress)
     memory = next(r for r in done if r["part"] == "memory")
     timing = next(r for r in done if r["part"] == "time")
     quality = [r for r in done if r["part"] == "quality"]

@@ -396,7 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
                   "--task saliency --full --out results/tasks-full", "--task all"])
     parser.add_argument("--task", choices=(*TASKS, "all"), required=True,
                         help="which task to run (results go to <out>/<task>/)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 

@@ -85,7 +85,7 @@ def base_parser(
 
     Options: ``--quick`` | ``--full`` (mutually exclusive), ``--data-root DIR``,
     ``--out DIR``, ``--seed N`` (0), ``--threads N`` (2), ``--device`` (cpu),
-    ``--fresh``.
+    ``--fresh``, ``--no-progress``: every command has them.
     """
     if examples is None:
         examples = ["--quick", f"--full --out {Path(default_out).as_posix()}/full-rerun"]
@@ -128,6 +128,7 @@ def base_parser(
                      help="torch intra-op threads (part of the protocol: timings depend on it)")
     run.add_argument("--device", default="cpu",
                      help="torch device, e.g. cpu, cuda, cuda:1")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 

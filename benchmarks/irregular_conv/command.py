@@ -32,7 +32,7 @@ SPLINE_CPU_WARNING = r".*non-optimized CPU version of `SplineConv`"
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser: the shared options of :func:`benchmarks.common.cli.base_parser`
-    plus ``--part``, ``--edge-threshold`` and ``--no-progress``."""
+    plus ``--part`` and ``--edge-threshold``."""
     parser = base_parser(
         "benchmarks.irregular_conv", PACKAGE_DOC, "results/irregular_conv",
         examples=["", "--quick", "--full --out results/irregular_conv/full-rerun",
@@ -47,7 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="task part: do not train a model whose projected training time "
                              "exceeds M minutes (0: no cap; default: 5 for the default "
                              "schedule, none for --quick and --full); part of the protocol")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 
 

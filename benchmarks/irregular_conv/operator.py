@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from benchmarks.common.grid_convs import GRID_CONVS
 from benchmarks.common.timing import median_time, peak_memory_bytes
-from pyg_hgconv.nn.conv.registry import build_conv, conv_names, get_conv, prepare_graph
+from pyg_hgconv.nn.conv.registry import GraphInputs, build_conv, conv_names, get_conv
 from pyg_hgconv.profile.counter import conv_flops, count_flops
 from pyg_hgconv.profile.rules import knn_edges
 
@@ -210,7 +210,7 @@ def describe_graph_conv(conv: str, layer: nn.Module | None = None) -> str:
 
 
 def _graph_stats(conv: str, graph, step: nn.Module) -> dict[str, Any]:
-    num_graphs = max(int(graph.num_graphs), 1)
+    num_graphs = max(graph.num_images, 1)
     edges = int(graph.edge_index.size(1))
     if conv == "dynamic_edge":
         nodes = torch.bincount(graph.batch, minlength=num_graphs).tolist()
@@ -234,8 +234,8 @@ def measure_graph(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule, 
     step = module.convs[0]
     module.eval()
     with torch.no_grad():
-        graph = module.pool(x)  # the eval-mode groups: the same for every conv
-        prepare_graph(graph, name)
+        graph = module.pool(x, as_batch=False)  # the eval-mode groups: the same for every conv
+        graph = GraphInputs(graph).prepare(name)  # derived inputs built once, as in the module
         z = graph.x.detach().contiguous()
         out = step(z, graph)
         _check_finite(name, out)

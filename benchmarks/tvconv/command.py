@@ -51,8 +51,6 @@ def build_parser():
                   "--study drive --full --out results/tvconv/drive-full", "--study all"])
     parser.add_argument("--study", choices=(*STUDIES, "all"), required=True,
                         help="which study to run (results go to <out>/<study>/)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="hide the progress bars")
     # One intra-op thread by default for the training studies (see the module
     # docstring); the efficiency study sets its own thread counts per cell.
     parser.set_defaults(threads=1)

@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, env: dict, out_dir: Path) -> dict[str, str]:
     data = load_data(Path(args.data_root), schedule)
     cells = [{"conv": conv, "seed": args.seed + i}
              for i in range(schedule.seeds) for conv in CONVS]
-    progress = not getattr(args, "no_progress", False)
+    progress = not args.no_progress
     records = run_cells(store, cells,
                         lambda cell: train_cell(cell, schedule, data, out_dir,
                                                 progress=progress, fresh=args.fresh,

@@ -608,7 +608,7 @@ def run(args: argparse.Namespace, env: dict, out_dir: Path) -> dict[str, str]:
             return {**measure_network(cell, schedule, models), **machine_load()}
         return {**measure_network_compiled(cell, schedule, models), **machine_load()}
 
-    progress = not getattr(args, "no_progress", False)
+    progress = not args.no_progress
     records = run_cells(store, make_cells(schedule), measure, desc="efficiency",
                         progress=progress)
     return report(records, schedule, config, env, out_dir)

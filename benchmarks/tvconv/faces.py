@@ -343,7 +343,7 @@ def run(args: argparse.Namespace, env: dict, out_dir: Path) -> dict[str, str]:
     data = load_splits(Path(args.data_root), schedule)
     cells = [{"conv": conv, "width": width, "seed": args.seed + i}
              for width in schedule.widths for i in range(schedule.seeds) for conv in CONVS]
-    progress = not getattr(args, "no_progress", False)
+    progress = not args.no_progress
     records = run_cells(store, cells,
                         lambda cell: train_cell(cell, schedule, data, out_dir,
                                                    progress=progress, fresh=args.fresh,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from pyg_hgconv.data.group_graph import make_group_batch
+from pyg_hgconv.data.group_graph import make_group_graph
 from pyg_hgconv.utils.grid import grid
 
 
@@ -19,6 +19,8 @@ def grid_graph(
     width: int,
     batch_size: int = 1,
     device: torch.device | str | None = None,
+    *,
+    as_batch: bool = True,
 ):
     r"""Return the pixel grid as a batch of group graphs (one group per pixel).
 
@@ -38,6 +40,8 @@ def grid_graph(
         width (int): image width :math:`W \geq 1`.
         batch_size (int): number of images :math:`B \geq 1`.
         device: device of the returned tensors.
+        as_batch (bool): a PyG :class:`~torch_geometric.data.Batch` of the
+            images (default), or their disjoint union as one graph.
 
     Returns:
         :class:`~pyg_hgconv.GroupGraph` batch with :math:`B H W` nodes and
@@ -49,7 +53,7 @@ def grid_graph(
     num_pixels = height * width
     n = batch_size * num_pixels
     local = torch.arange(num_pixels, device=device)
-    return make_group_batch(
+    graph = make_group_graph(
         x=None,
         pos=pos,
         edge_index=edge_index,
@@ -62,3 +66,4 @@ def grid_graph(
         groups_per_image=torch.full((batch_size,), num_pixels, device=device),
         image_size=(height, width),
     )
+    return graph.to_batch() if as_batch else graph

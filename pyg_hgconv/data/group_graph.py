@@ -8,14 +8,26 @@ group]`` (``[2, nnz]``, sorted by pixel) and ``assign_weight`` (``[nnz]``,
 :math:`S_{pg}`, rows sum to one). Pixel ``p`` runs row-major over the image.
 This is all :func:`~pyg_hgconv.unpool` needs to map group features back to the
 grid (Eq. 6), and a decoder can re-use it to pool another feature map of the
-same size. A batch built by :class:`~pyg_hgconv.ImageToGroupGraph` also keeps
-the same :math:`S` in tiled form (a private attribute, not collated; see
-:func:`~pyg_hgconv.nn.pool.tiling.tiled_assignment_of`), which pooling and unpooling
-use while ``assign_weight`` is the tensor it was built with.
+same size.
 
-Many graphs are batched by :func:`make_group_batch` without a Python loop over
-images; ``batch[i]`` / ``batch.to_data_list()`` recover the per-image graphs
-with local indices, as for any PyG batch.
+A graph built by :class:`~pyg_hgconv.ImageToGroupGraph` also holds the same
+:math:`S` in tiled form (:mod:`pyg_hgconv.nn.pool.tiling`), as three declared
+attributes that survive ``.to()``, ``.clone()``, indexing and collation like
+any other: ``tile_weight`` (the ``[tiles, m, pixels per tile]`` blocks,
+flattened), ``tile_candidates`` (the group of every block row, flattened; its
+increment is the number of nodes) and ``tiling`` (a tuple ``(H, W, tile_h,
+tile_w, m)``; a list of them after collation). Pooling and unpooling use the
+tiled form whenever a graph has it; code that replaces ``assign_weight`` must
+also delete ``tile_weight`` (the two are the same matrix).
+
+Many images form one graph in two ways, with the same attributes:
+
+* the *disjoint union* of :func:`make_group_graph`: one :class:`GroupGraph`
+  with ``batch`` and ``ptr`` vectors, built without a Python loop over images
+  (what the HG modules run on);
+* a PyG :class:`~torch_geometric.data.Batch` of per-image graphs
+  (:meth:`GroupGraph.to_batch`, or PyG's ``DataLoader`` on per-image graphs);
+  ``batch[i]`` and ``batch.to_data_list()`` give the images back.
 """
 from __future__ import annotations
 
@@ -27,10 +39,12 @@ from torch_geometric.data import Batch, Data
 
 #: attributes indexed by pixel rather than by group or edge
 PIXEL_ATTRS = ("importance",)
+#: attributes that hold one entry per element of the tiled assignment
+TILE_ATTRS = ("tile_weight", "tile_candidates")
 
 
 class GroupGraph(Data):
-    r"""A direction-typed group graph of one image (or a batch of them).
+    r"""A direction-typed group graph of one image (or the disjoint union of many).
 
     Attributes:
         x (Tensor, optional): pooled group features :math:`[N_{grp}, C]` (Eq. 5).
@@ -47,19 +61,33 @@ class GroupGraph(Data):
         importance (Tensor, optional): ``[N_{pix}]`` the importance (or focus)
             map that drove the centre sampling.
         image_size (LongTensor): ``[1, 2]`` per image, ``(H, W)``.
+        tile_weight, tile_candidates, tiling (optional): the tiled form of
+            :math:`S` (module docstring).
+        batch, ptr (LongTensor, optional): image of every node and node offsets
+            of the images, in a disjoint union of several images.
     """
 
     def __cat_dim__(self, key: str, value: Any, *args, **kwargs) -> Any:
-        if key in PIXEL_ATTRS:
+        if key in PIXEL_ATTRS or key in TILE_ATTRS:
             return 0
         return super().__cat_dim__(key, value, *args, **kwargs)
 
     def __inc__(self, key: str, value: Any, *args, **kwargs) -> Any:
         if key == "assign_index":
             return torch.tensor([[self.num_pixels], [self.num_nodes]])
-        if key == "center_pixel":
+        if key == "tile_candidates":
+            return self.num_nodes
+        if key in ("center_pixel", "tile_weight"):
             return 0
         return super().__inc__(key, value, *args, **kwargs)
+
+    @property
+    def num_images(self) -> int:
+        """Images of the graph (from shapes only, no host synchronisation): one
+        per ``ptr`` interval of a union or batch, else one per ``image_size`` row."""
+        if "ptr" in self:
+            return int(self.ptr.numel()) - 1
+        return int(self.image_size.size(0))
 
     @property
     def num_pixels(self) -> int:
@@ -67,12 +95,33 @@ class GroupGraph(Data):
         size = self.image_size
         return int((size[:, 0] * size[:, 1]).sum())
 
+    def split_images(self) -> list[GroupGraph]:
+        """The per-image graphs of a disjoint union (:func:`make_group_graph`),
+        with image-local node and pixel indices; a graph of one image gives
+        ``[self]``."""
+        if "ptr" not in self:
+            return [self]
+        return _split_union(self)
 
-def _slices(counts: Tensor) -> Tensor:
+    @property
+    def num_graphs(self) -> int:
+        """The images of the graph (:attr:`num_images`), as a PyG batch counts them."""
+        return self.num_images
+
+    def to_batch(self) -> Batch | GroupGraph:
+        """A PyG :class:`~torch_geometric.data.Batch` of the graph's images
+        (:meth:`split_images` collated by :meth:`Batch.from_data_list`); a union
+        of no images stays what it is (PyG has no empty batch)."""
+        if isinstance(self, Batch) or self.num_images == 0:
+            return self
+        return Batch.from_data_list(self.split_images())
+
+
+def _counts_to_ptr(counts: Tensor) -> Tensor:
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
-def make_group_batch(
+def make_group_graph(
     *,
     x: Tensor | None,
     pos: Tensor,
@@ -86,60 +135,82 @@ def make_group_batch(
     groups_per_image: Tensor,
     image_size: tuple[int, int],
     importance: Tensor | None = None,
-) -> Batch:
-    r"""Assemble a batch of :class:`GroupGraph` from concatenated tensors.
+    tile_weight: Tensor | None = None,
+    tile_candidates: Tensor | None = None,
+    tiling: tuple[int, int, int, int, int] | None = None,
+) -> GroupGraph:
+    r"""The disjoint union of the group graphs of ``B`` images of one size.
 
     Node-level tensors are ordered image by image (``groups_per_image`` nodes
-    each); pixel-level tensors hold ``H * W`` rows per image; ``edge_index``
-    and ``assign_index`` use global node (and pixel) indices. Edges must be
-    grouped by the image of their target and assignment entries by pixel.
+    each), pixel-level tensors hold ``H * W`` rows per image; ``edge_index`` and
+    ``assign_index`` use global node (and pixel) indices. Edges must be grouped
+    by the image of their target and assignment entries by pixel (what
+    :meth:`GroupGraph.split_images` relies on). The result has ``batch`` and
+    ``ptr`` like a PyG batch; :meth:`GroupGraph.to_batch` makes it one.
     """
     device = pos.device
-    batch_size = int(groups_per_image.numel())
-    height, width = image_size
-    num_pixels = height * width
     counts = groups_per_image.to(device=device, dtype=torch.long)
-    node_slices = _slices(counts)
-    batch_vec = torch.repeat_interleave(torch.arange(batch_size, device=device), counts)
-    edge_slices = _slices(torch.bincount(batch_vec[edge_index[1]], minlength=batch_size))
-    entry_slices = _slices(torch.bincount(assign_index[0] // num_pixels, minlength=batch_size))
-    pixel_slices = torch.arange(batch_size + 1, device=device) * num_pixels
-    graph_slices = torch.arange(batch_size + 1, device=device)
-    node_inc = node_slices[:-1]
-    zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+    height, width = image_size
+    batch_size = int(counts.numel())
+    graph = GroupGraph(
+        pos=pos, edge_index=edge_index, edge_type=edge_type, edge_weight=edge_weight,
+        assign_index=assign_index, assign_weight=assign_weight, mass=mass,
+        center_pixel=center_pixel,
+        # one row per image; an empty union keeps one row so (H, W) is not lost
+        image_size=torch.tensor([[height, width]], device=device).repeat(max(batch_size, 1), 1),
+        batch=torch.repeat_interleave(torch.arange(batch_size, device=device), counts),
+        ptr=_counts_to_ptr(counts), num_nodes=int(pos.size(0)))
+    if x is not None:
+        graph.x = x
+    if importance is not None:
+        graph.importance = importance
+    if tile_weight is not None:
+        graph.tile_weight = tile_weight
+        graph.tile_candidates = tile_candidates
+        graph.tiling = tuple(int(v) for v in tiling)
+    return graph
 
-    out = Batch(_base_cls=GroupGraph)
-    slice_dict: dict[str, Tensor] = {}
-    inc_dict: dict[str, Tensor] = {}
 
-    def put(key: str, value: Tensor | None, slices: Tensor, inc: Tensor = zeros) -> None:
-        if value is None:
-            return
-        out[key] = value
-        slice_dict[key] = slices.cpu()
-        inc_dict[key] = inc.cpu()
-
-    put("x", x, node_slices)
-    put("pos", pos, node_slices)
-    put("edge_index", edge_index, edge_slices, node_inc)
-    put("edge_type", edge_type, edge_slices)
-    put("edge_weight", edge_weight, edge_slices)
-    assign_inc = torch.stack([pixel_slices[:-1], node_inc], dim=1).unsqueeze(-1)
-    put("assign_index", assign_index, entry_slices, assign_inc)
-    put("assign_weight", assign_weight, entry_slices)
-    put("mass", mass, node_slices)
-    put("center_pixel", center_pixel, node_slices)
-    put("importance", importance, pixel_slices)
-    # One row per image; an empty batch keeps one row so (H, W) is not lost.
-    put(
-        "image_size",
-        torch.tensor([[height, width]], device=device).repeat(max(batch_size, 1), 1),
-        graph_slices,
-    )
-    out.batch = batch_vec
-    out.ptr = node_slices
-    out.num_nodes = int(node_slices[-1])
-    out._num_graphs = batch_size
-    out._slice_dict = slice_dict
-    out._inc_dict = inc_dict
-    return out
+def _split_union(graph: GroupGraph) -> list[GroupGraph]:
+    """:meth:`GroupGraph.split_images` of a union of several images."""
+    b = graph.num_images
+    ptr = graph.ptr
+    height, width = (int(v) for v in graph.image_size[0])
+    num_pixels = height * width
+    node_counts = ptr.diff().tolist()
+    edge_image = graph.batch[graph.edge_index[1]]
+    edge_counts = torch.bincount(edge_image, minlength=b).tolist()
+    entry_image = graph.assign_index[0] // num_pixels
+    entry_counts = torch.bincount(entry_image, minlength=b).tolist()
+    # image-local indices, computed for all images at once
+    edge_index = graph.edge_index - ptr[edge_image]
+    assign_index = graph.assign_index - torch.stack([entry_image * num_pixels,
+                                                     ptr[entry_image]])
+    per_node = {k: graph[k].split(node_counts) for k in ("x", "pos", "mass", "center_pixel")
+                if k in graph}
+    per_edge = {"edge_index": edge_index.split(edge_counts, dim=1)}
+    for key in ("edge_type", "edge_weight"):
+        if key in graph:
+            per_edge[key] = graph[key].split(edge_counts)
+    per_entry = {"assign_index": assign_index.split(entry_counts, dim=1),
+                 "assign_weight": graph.assign_weight.split(entry_counts)}
+    per_pixel = ({"importance": graph.importance.split(num_pixels)}
+                 if "importance" in graph else {})
+    tiles = {}
+    if "tile_weight" in graph:
+        per_image = graph.tile_weight.numel() // b
+        tiles["tile_weight"] = graph.tile_weight.split(per_image)
+        rows = graph.tile_candidates.numel() // b
+        cand = graph.tile_candidates.view(b, rows) - ptr[:-1].view(b, 1)
+        tiles["tile_candidates"] = cand.unbind(0)
+    graphs = []
+    for i in range(b):
+        data = GroupGraph(image_size=graph.image_size[i:i + 1], num_nodes=node_counts[i])
+        for group in (per_node, per_edge, per_entry, per_pixel, tiles):
+            for key, parts in group.items():
+                data[key] = parts[i]
+        if "tiling" in graph:
+            tiling = graph.tiling
+            data.tiling = tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
+        graphs.append(data)
+    return graphs

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pyg_hgconv.data.group_graph import GroupGraph
 from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_conv, spec_of
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
@@ -391,6 +392,8 @@ def _num_images(inputs: tuple) -> int:
         if isinstance(value, Tensor) and value.dim() >= 3:
             return int(value.size(0))
     for value in inputs:
+        if isinstance(value, GroupGraph):
+            return value.num_images
         if hasattr(value, "num_graphs"):
             return int(value.num_graphs)
     return 1

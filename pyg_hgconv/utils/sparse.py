@@ -16,6 +16,17 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import coalesce
+
+#: dtypes whose sparse products run in ``float32``
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def no_autocast(device: torch.device):
+    """A context without autocast on ``device``'s type: sparse products run in
+    the dtype of their operands (autocast would cast them to half precision,
+    which has no sparse CPU kernels)."""
+    return torch.autocast(device.type, enabled=False)
 
 
 class SparsePattern:
@@ -45,7 +56,11 @@ class SparsePattern:
 
     def matmul(self, values: Tensor, dense: Tensor) -> Tensor:
         r"""Return :math:`M X` for ``M[rows[e], cols[e]] = values[e]``, ``[num_rows, C]``;
-        differentiable in ``values`` and ``dense``."""
+        differentiable in ``values`` and ``dense``. Half-precision ``dense``
+        (``float16``, ``bfloat16``) is multiplied in ``float32`` (sparse
+        products have no half-precision CPU kernels) and returned in its dtype."""
+        if dense.dtype in HALF_DTYPES:
+            return _SparseMatmul.apply(self, values, dense.float().contiguous()).to(dense.dtype)
         return _SparseMatmul.apply(self, values, dense.contiguous())
 
 
@@ -56,7 +71,8 @@ class _SparseMatmul(torch.autograd.Function):
         ctx.pattern = pattern
         if pattern.nnz == 0:
             return dense.new_zeros(pattern.num_rows, dense.size(1))
-        return pattern.csr(values.to(dense.dtype)) @ dense
+        with no_autocast(dense.device):
+            return pattern.csr(values.to(dense.dtype)) @ dense
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -69,8 +85,9 @@ class _SparseMatmul(torch.autograd.Function):
             if pattern.nnz == 0:
                 grad_dense = torch.zeros_like(dense)
             else:
-                grad_dense = (pattern.transpose().csr(values.to(grad_out.dtype))
-                              @ grad_out.contiguous())
+                with no_autocast(grad_out.device):
+                    grad_dense = (pattern.transpose().csr(values.to(grad_out.dtype))
+                                  @ grad_out.contiguous())
         return None, grad_values, grad_dense
 
 
@@ -110,12 +127,11 @@ class SegmentSum:
 def coalesced_csr(rows: Tensor, cols: Tensor, values: Tensor, num_rows: int,
                   num_cols: int) -> Tensor:
     """The sparse CSR ``num_rows x num_cols`` matrix with ``M[rows[e], cols[e]]
-    += values[e]`` (duplicate entries summed); differentiable in ``values``."""
-    key = rows * num_cols + cols
-    unique, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    summed = values.new_zeros(unique.numel()).index_add(0, inverse, values)
-    return csr_tensor(row_pointers(unique // num_cols, num_rows), unique % num_cols, summed,
-                      (num_rows, num_cols))
+    += values[e]`` (duplicate entries summed, by
+    :func:`torch_geometric.utils.coalesce`); differentiable in ``values``."""
+    (rows, cols), summed = coalesce(torch.stack([rows, cols]), values,
+                                    num_nodes=max(num_rows, num_cols), reduce="sum")
+    return csr_tensor(row_pointers(rows, num_rows), cols, summed, (num_rows, num_cols))
 
 
 def row_pointers(rows: Tensor, num_rows: int) -> Tensor:

@@ -58,15 +58,25 @@ def select_image(graph: Batch | Data, index: int = 0) -> GroupGraph:
                         "of ImageToGroupGraph or grid_graph")
     if isinstance(index, bool) or not isinstance(index, int):
         raise TypeError(f"'index' must be an int (got {type(index).__name__})")
-    num_images = graph.num_graphs if isinstance(graph, Batch) else graph.image_size.size(0)
+    num_images = _num_images(graph)
     if not -num_images <= index < num_images:
         raise IndexError(f"'index' {index} is out of range for a batch of {num_images} images")
     if isinstance(graph, Batch):
         return graph.get_example(index % num_images)
+    if isinstance(graph, GroupGraph) and "ptr" in graph:  # a disjoint union of images
+        return graph.split_images()[index % num_images]
     if num_images != 1:
-        raise ValueError(f"'graph' holds {num_images} images but is not a Batch; "
-                         "index a Batch instead")
+        raise ValueError(f"'graph' holds {num_images} images but is neither a Batch nor a "
+                         "group-graph union; index a Batch instead")
     return graph
+
+
+def _num_images(graph: Data) -> int:
+    if isinstance(graph, Batch):
+        return int(graph.num_graphs)
+    if isinstance(graph, GroupGraph):
+        return graph.num_images
+    return int(graph.image_size.size(0))
 
 
 def image_size_of(graph: Data) -> tuple[int, int]:

@@ -31,7 +31,13 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
-from pyg_hgconv.viz.convert import DIRECTION_NAMES, image_size_of, select_image, to_networkx
+from pyg_hgconv.viz.convert import (
+    DIRECTION_NAMES,
+    _num_images,
+    image_size_of,
+    select_image,
+    to_networkx,
+)
 from pyg_hgconv.viz.figure import as_numpy, display_image, new_figure, save_figure
 from pyg_hgconv.viz.maps import (
     ADJACENCY_STAGES,
@@ -312,7 +318,7 @@ def plot_group_panels(graph: Batch | Data, path: str | os.PathLike, *,
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    num_images = graph.num_graphs if isinstance(graph, Batch) else 1
+    num_images = _num_images(graph)
     rows = list(range(num_images)) if indices is None else list(indices)
     if not rows:
         raise ValueError("'indices' must name at least one image")

@@ -111,3 +111,11 @@ def test_importing_a_package_alone_loads_nothing_above_it(module, absent):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == "[]", f"importing {module} loaded {out}"
+
+
+def test_the_library_registers_graph_convs_only():
+    code = ("import pyg_hgconv.nn.conv.registry as r; "
+            "print(r.conv_names('graph'), r.conv_names('grid'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "['hgconv', 'gcn', 'gmm', 'spline', 'dynamic_edge'] []"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Batch, Data
 
 from pyg_hgconv import HGConvModule, ImageToGroupGraph, conv_names
-from pyg_hgconv.nn.conv.registry import GraphConvStep, build_conv, prepare_graph
+from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, build_conv
 from pyg_hgconv.profile.counter import FlopCount, conv_flops, count_flops
 from pyg_hgconv.profile.rules import GraphSize, mlp_flops
 
@@ -47,8 +47,8 @@ def test_graph_conv_rules_match_hand_counts(name):
     step = GraphConvStep(name, 2, 3)  # the registry's default layer
     assert conv_flops(name, step, graph) == HAND[name]
     # the forward hooks of count_flops price the actual call the same way
-    prepare_graph(graph, name)
-    count = count_flops(step, (torch.randn(3, 2), graph))
+    inputs = GraphInputs(graph).prepare(name)  # pseudo-coordinates derived beforehand
+    count = count_flops(step, (torch.randn(3, 2), inputs))
     assert count.total == count.components["graph_conv"] == HAND[name]
     assert count.num_images == 1
 

@@ -1,8 +1,10 @@
 r"""Additive-margin softmax (AM-Softmax) loss for face embeddings.
 
 Wang et al., "Additive Margin Softmax for Face Verification" (IEEE SPL 2018),
-the loss the TVConv paper trains its face models with (Sec. 4.1, m = 0.35,
-s = 32). With unit embeddings :math:`\hat{x}_i` and unit class weights
+the loss the TVConv paper trains its face models with (Sec. 4.1, which gives no
+margin or scale). The defaults m = 0.35 and s = 32 are AM-Softmax's recommended
+margin (its paper uses s = 30) and the scale of the official TVConv face code.
+With unit embeddings :math:`\hat{x}_i` and unit class weights
 :math:`\hat{w}_j`, :math:`\cos\theta_{ij} = \hat{w}_j^\top \hat{x}_i` and
 
 .. math::

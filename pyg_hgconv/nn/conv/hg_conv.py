@@ -9,11 +9,11 @@ from torch.nn import Parameter
 from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.inits import zeros
-from torch_geometric.typing import Adj, OptPairTensor, OptTensor
-from torch_geometric.utils import is_torch_sparse_tensor, scatter
+from torch_geometric.typing import Adj, OptPairTensor, OptTensor, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, scatter, to_edge_index
 
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS
-from pyg_hgconv.utils.sparse import coalesced_csr
+from pyg_hgconv.utils.sparse import coalesced_csr, no_autocast
 
 #: :math:`\epsilon` of the degree matrix :math:`D_{ii} = \max(\sum_j A_{ij}, \epsilon)` (Eq. 2)
 DEGREE_EPS = 1e-7
@@ -81,6 +81,10 @@ def check_typed_edges(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTen
         if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
             raise ValueError(f"'edge_weight' must have shape [E] = [{num_edges}] "
                              f"(got {tuple(edge_weight.shape)})")
+        if num_edges and not bool((torch.isfinite(edge_weight) & (edge_weight >= 0)).all()):
+            raise ValueError("'edge_weight' must be finite and non-negative: the "
+                             "per-direction degree normalisation of Eq. 3 divides by sums "
+                             "of weights (got NaN, infinite or negative values)")
 
 
 def _aggregation_weight(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
@@ -98,12 +102,40 @@ def _aggregation_weight(edge_index: Tensor, edge_type: Tensor, edge_weight: OptT
 
 def _slot_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,
                     num_nodes: int, normalize: bool, dtype: torch.dtype | None) -> Tensor:
-    """:meth:`HGConv.slot_adjacency` without the input checks."""
+    """:meth:`HGConv.slot_adjacency` without the input checks (half-precision
+    dtypes give a ``float32`` matrix: no sparse kernels of their own on CPU)."""
+    if dtype is not None:
+        dtype = _aggregation_dtype(dtype)
     edge_weight = _aggregation_weight(edge_index, edge_type, edge_weight, num_nodes, normalize,
                                       dtype)
+    dtype = _aggregation_dtype(dtype or edge_weight.dtype)
     slot = edge_type * num_nodes + edge_index[0]
-    return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype or edge_weight.dtype),
+    return coalesced_csr(edge_index[1], slot, edge_weight.to(dtype),
                          num_nodes, NUM_DIRECTIONS * num_nodes)
+
+
+def _aggregation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the sparse aggregation: ``float32`` for half-precision inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def typed_edges_of_adj_t(adj_t, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """``(edge_index [2, E], edge_type [E])`` of an ``adj_t`` whose entry
+    ``(target, source)`` holds the edge type (a :class:`torch_sparse.SparseTensor`
+    or a ``torch.sparse`` tensor, as :class:`~torch_geometric.nn.conv.RGCNConv`
+    takes it)."""
+    if isinstance(adj_t, SparseTensor):
+        target, source, value = adj_t.coo()
+        size = adj_t.sparse_sizes()
+    else:
+        (target, source), value = to_edge_index(adj_t)
+        size = tuple(adj_t.shape)
+    if tuple(size) != (num_nodes, num_nodes):
+        raise ValueError(f"an adj_t must be [N, N] = [{num_nodes}, {num_nodes}] "
+                         f"(got {list(size)})")
+    if value is None or torch.is_floating_point(value):
+        raise TypeError("an adj_t must hold the integer edge types 0..8 in its values")
+    return torch.stack([source, target]), value.long()
 
 
 class HGConv(MessagePassing):
@@ -164,7 +196,11 @@ class HGConv(MessagePassing):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
                  normalize: bool = True, **kwargs):
-        kwargs.setdefault("aggr", "add")
+        aggr = kwargs.setdefault("aggr", "add")
+        if aggr != "add":
+            raise ValueError(f"'aggr' must be 'add' (got {aggr!r}): HG-Conv aggregates the "
+                             "degree-normalised sum of Eq. 3 on every path; the per-direction "
+                             "degree normalisation (normalize=True) is what averages")
         super().__init__(**kwargs)
         if not isinstance(in_channels, int) or (in_channels < 1 and in_channels != -1):
             raise ValueError(f"'in_channels' must be a positive int or -1 (got {in_channels!r})")
@@ -262,16 +298,36 @@ class HGConv(MessagePassing):
                 edge_weight: OptTensor = None) -> Tensor:
         r"""Runs the forward pass of the module.
 
+        The graph comes in one of the forms PyG users have:
+
+        * ``edge_index`` ``[2, E]`` (source, target) with ``edge_type`` ``[E]``
+          and optionally ``edge_weight`` ``[E]``;
+        * an ``adj_t`` as :class:`~torch_geometric.nn.conv.RGCNConv` takes it:
+          a :class:`torch_sparse.SparseTensor` or a ``torch.sparse`` tensor
+          ``[N, N]`` whose entry ``(target, source)`` holds the edge type
+          (integer values; the weights are then all ones);
+        * the sparse ``[N, 9 N]`` matrix of :meth:`slot_adjacency` (floating
+          values: normalised weights), which several layers can share.
+
         Args:
             x (torch.Tensor): node features ``[N, in_channels]``.
-            edge_index (torch.Tensor): ``[2, E]`` (source, target), or the
-                sparse ``[N, 9 N]`` matrix of :meth:`slot_adjacency` (then
-                ``edge_type`` and ``edge_weight`` are not given).
-            edge_type (torch.Tensor): ``[E]`` direction types in ``0..8``.
-            edge_weight (torch.Tensor, optional): ``[E]`` non-negative weights
-                (default: all ones).
+            edge_index: the graph (see above).
+            edge_type (torch.Tensor, optional): ``[E]`` direction types in
+                ``0..8`` (with ``edge_index`` ``[2, E]`` only).
+            edge_weight (torch.Tensor, optional): ``[E]`` finite, non-negative
+                weights (default: all ones; with ``edge_index`` ``[2, E]`` only).
+
+        Half-precision features (``float16``, ``bfloat16``, also under
+        ``torch.autocast``) are aggregated in ``float32`` (sparse products
+        have no half-precision CPU kernels) and returned in their dtype.
         """
         num_nodes = x.size(0)
+        if isinstance(edge_index, SparseTensor) or (
+                is_torch_sparse_tensor(edge_index) and not edge_index.dtype.is_floating_point):
+            if edge_type is not None or edge_weight is not None:
+                raise ValueError("an adj_t holds the edge types in its values: pass it without "
+                                 "'edge_type' and 'edge_weight'")
+            edge_index, edge_type = typed_edges_of_adj_t(edge_index, num_nodes)
         if is_torch_sparse_tensor(edge_index):
             if not torch.compiler.is_compiling():
                 self._check_slot_adjacency(x, edge_index, edge_type, edge_weight)
@@ -281,7 +337,7 @@ class HGConv(MessagePassing):
                 self._check_inputs(x, edge_index, edge_type, edge_weight)
             if self.uses_fused_aggregation():  # one sparse [N, 9 N] matrix, one product
                 adjacency = _slot_adjacency(edge_index, edge_type, edge_weight, num_nodes,
-                                            self.normalize, x.dtype)
+                                            self.normalize, _aggregation_dtype(x.dtype))
                 kwargs = {}
             else:  # per-edge messages: the message of edge j -> i of type t is row t N + j
                 adjacency = torch.stack([edge_type * num_nodes + edge_index[0], edge_index[1]])
@@ -290,7 +346,10 @@ class HGConv(MessagePassing):
                     size=(num_nodes * NUM_DIRECTIONS, num_nodes))
         # X W_delta for all nine directions at once: [9, N, C_out] viewed as [9 N, C_out]
         x_dir = torch.matmul(x, self.weight).view(NUM_DIRECTIONS * num_nodes, self.out_channels)
-        out = self.propagate(adjacency, x=(x_dir, None), **kwargs)
+        if kwargs:
+            out = self.propagate(adjacency, x=(x_dir, None), **kwargs)
+        else:  # the sparse product in the matrix's dtype (float32 for half inputs)
+            out = self.propagate(adjacency, x=(x_dir, None)).to(x_dir.dtype)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -311,7 +370,8 @@ class HGConv(MessagePassing):
                 and not torch.jit.is_scripting())
 
     def message_and_aggregate(self, adj_t: Tensor, x: OptPairTensor) -> Tensor:
-        return adj_t @ x[0]
+        with no_autocast(x[0].device):  # in the matrix's dtype (float32 for half inputs)
+            return adj_t @ x[0].to(adj_t.dtype)
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         return edge_weight.view(-1, 1) * x_j

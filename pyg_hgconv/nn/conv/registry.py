@@ -69,7 +69,9 @@ class ConvSpec:
         kind: ``'graph'`` or ``'grid'``.
         factory: ``factory(in_channels, out_channels, **kwargs) -> nn.Module``.
         description: one line for tables.
-        call: graph convs, ``call(layer, x, graph) -> Tensor``.
+        call: graph convs, ``call(layer, x, inputs) -> Tensor`` with ``inputs``
+            the :class:`GraphInputs` of the group graph (attributes fall
+            through to the graph; ``inputs.pseudo`` is derived once).
         inputs: the graph attributes ``call`` reads.
         layer_type: the class of the built layers (how the FLOP counter
             recognises one).
@@ -165,11 +167,68 @@ def cartesian_pseudo(graph) -> Tensor:
     return Cartesian(norm=True, max_value=max_value, cat=False)(data).edge_attr
 
 
-def prepare_graph(graph, conv: str):
-    """Attach what ``conv`` needs beyond the group graph (pseudo-coordinates)."""
-    if "pseudo" in get_conv(conv, GRAPH).inputs and getattr(graph, "pseudo", None) is None:
-        graph.pseudo = cartesian_pseudo(graph)
-    return graph
+class GraphInputs:
+    r"""What the graph convs of one forward pass read from a group graph.
+
+    Attribute access falls through to the graph (``inputs.edge_index`` is
+    ``graph.edge_index``); what the convs derive from it is computed on first
+    use and shared by every layer that receives the same ``GraphInputs``:
+
+    * :attr:`pseudo` -- the graph's ``pseudo`` attribute, or its Cartesian
+      pseudo-coordinates (:func:`cartesian_pseudo`);
+    * :meth:`slot_adjacency` -- HG-Conv's sparse ``[N, 9 N]`` aggregation
+      matrix (:meth:`HGConv.slot_adjacency`) per ``(normalize, dtype)``.
+
+    A module builds one per forward call and passes it to its layers, like an
+    ``adj_t`` built once; the graph itself is never modified.
+
+    Args:
+        graph: a group graph (:class:`~pyg_hgconv.GroupGraph` or a PyG batch).
+    """
+
+    def __init__(self, graph):
+        if isinstance(graph, GraphInputs):
+            raise TypeError("'graph' is already a GraphInputs")
+        self.graph = graph
+        self._derived: dict[Any, Tensor] = {}
+
+    @classmethod
+    def of(cls, graph) -> GraphInputs:
+        """``graph`` itself when it is a :class:`GraphInputs`, else a new one."""
+        return graph if isinstance(graph, GraphInputs) else cls(graph)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name == "graph":
+            raise AttributeError(name)
+        return getattr(self.graph, name)
+
+    def derived(self, key: Any, build: Callable[[], Tensor]) -> Tensor:
+        """The value stored under ``key``, built by ``build()`` on first use."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = build()
+        return value
+
+    @property
+    def pseudo(self) -> Tensor:
+        """Pseudo-coordinates ``[E, 2]`` of the edges (see the class docstring)."""
+        given = getattr(self.graph, "pseudo", None)
+        if given is not None:
+            return given
+        return self.derived("pseudo", lambda: cartesian_pseudo(self.graph))
+
+    def slot_adjacency(self, normalize: bool = True, dtype: torch.dtype | None = None) -> Tensor:
+        """:meth:`HGConv.slot_adjacency` of the graph's typed, weighted edges."""
+        graph = self.graph
+        return self.derived(("slot_adjacency", normalize, dtype), lambda: HGConv.slot_adjacency(
+            graph.edge_index, graph.edge_type, graph.edge_weight, graph.num_nodes, normalize,
+            dtype=dtype))
+
+    def prepare(self, conv: str) -> GraphInputs:
+        """Derive now what the registry conv ``conv`` reads (e.g. before timing it)."""
+        if "pseudo" in get_conv(conv, GRAPH).inputs:
+            self.pseudo  # noqa: B018 (computed for its side effect: the cache)
+        return self
 
 
 class GraphConvStep(nn.Module):
@@ -191,8 +250,9 @@ class GraphConvStep(nn.Module):
         self.layer.reset_parameters()
 
     def forward(self, x: Tensor, graph) -> Tensor:
-        """``x`` ``[N_grp, C_in]`` -> ``[N_grp, C_out]`` on ``graph``."""
-        return self.spec.call(self.layer, x, graph)
+        """``x`` ``[N_grp, C_in]`` -> ``[N_grp, C_out]`` on ``graph`` (a group
+        graph, or the :class:`GraphInputs` of one that the layers of a module share)."""
+        return self.spec.call(self.layer, x, GraphInputs.of(graph))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.layer})"
@@ -242,24 +302,10 @@ def per_row_flops(module: nn.Module, in_features: int, elementwise: bool = True)
 
 
 # -------------------------------------------------------------- hgconv
-def slot_adjacency_of(graph, normalize: bool, dtype: torch.dtype) -> Tensor:
-    """:meth:`HGConv.slot_adjacency` of ``graph``, built once per graph (and
-    setting) and kept on it, so that the layers of a module share it; it is
-    rebuilt when the graph's edge tensors are replaced."""
-    edges = (graph.edge_index, graph.edge_type, graph.edge_weight)
-    cache = graph.__dict__.setdefault("_slot_adjacency", {})
-    key = (normalize, dtype)
-    cached = cache.get(key)
-    if cached is None or any(a is not b for a, b in zip(cached[0], edges, strict=True)):
-        cached = cache[key] = (edges, HGConv.slot_adjacency(*edges, graph.num_nodes, normalize,
-                                                            dtype=dtype))
-    return cached[1]
-
-
-def _call_hgconv(layer: HGConv, x: Tensor, graph) -> Tensor:
-    if layer.uses_fused_aggregation():
-        return layer(x, slot_adjacency_of(graph, layer.normalize, x.dtype))
-    return layer(x, graph.edge_index, graph.edge_type, graph.edge_weight)
+def _call_hgconv(layer: HGConv, x: Tensor, inputs: GraphInputs) -> Tensor:
+    if layer.uses_fused_aggregation():  # one [N, 9 N] matrix for all layers
+        return layer(x, inputs.slot_adjacency(layer.normalize, x.dtype))
+    return layer(x, inputs.edge_index, inputs.edge_type, inputs.edge_weight)
 
 
 def _hgconv_flops(layer: HGConv, size: rules.GraphSize, in_channels: int | None = None, *,
@@ -439,6 +485,17 @@ register_conv(ConvSpec(
     settings=_dynamic_edge_settings, backend="torch_cluster"))
 
 __all__ = [
-    "CONVS", "GRAPH", "GRID", "ConvSpec", "GraphConvStep", "build_conv", "cartesian_pseudo",
-    "conv_names", "get_conv", "per_row_flops", "prepare_graph", "register_conv", "spec_of",
+    "CONVS",
+    "GRAPH",
+    "GRID",
+    "ConvSpec",
+    "GraphConvStep",
+    "GraphInputs",
+    "build_conv",
+    "cartesian_pseudo",
+    "conv_names",
+    "get_conv",
+    "per_row_flops",
+    "register_conv",
+    "spec_of",
 ]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm
 
 from pyg_hgconv.nn.conv.hg_conv import HGConv
-from pyg_hgconv.nn.conv.registry import GraphConvStep, conv_names, prepare_graph
+from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, conv_names
 from pyg_hgconv.nn.pool.image_to_group_graph import DEFAULT_RATIO, ImageToGroupGraph
 from pyg_hgconv.nn.pool.pooling import pool, unpool
 from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
@@ -50,9 +50,12 @@ class GroupGraphModule(nn.Module, ABC):
     where the group graph :math:`\mathcal{G}` comes from the module's own
     :class:`~pyg_hgconv.ImageToGroupGraph` (``self.pool``) or is passed in
     (``graph=``, e.g. a decoder re-using its encoder's assignment) and
-    :math:`f` is :meth:`forward_groups`, which subclasses implement.
-    ``self.conv_name`` names the registry graph conv the body uses, so that
-    :func:`~pyg_hgconv.nn.conv.registry.prepare_graph` attaches what it needs.
+    :math:`f` is :meth:`forward_groups`, which subclasses implement; it
+    receives the :class:`~pyg_hgconv.nn.conv.registry.GraphInputs` of the
+    graph, built once per call so that its layers share what they derive from
+    it (pseudo-coordinates, HG-Conv's aggregation matrix). The graph passed in
+    is never modified. ``self.conv_name`` names the registry graph conv of the
+    body.
 
     Args:
         in_channels (int): channels :math:`C_{in}` of the input map.
@@ -125,28 +128,28 @@ class GroupGraphModule(nn.Module, ABC):
             if self.pool is None:
                 raise ValueError("this module was built with cluster=False: pass 'graph' "
                                  "(e.g. the encoder's group graph)")
-            graph = self.pool(x, attention)
+            graph = self.pool(x, attention, as_batch=False)  # the disjoint union
             z = graph.x
         else:
             z = self.pool_with(x, graph)
         if z.size(0) == 0:
             out = x.new_zeros(x.size(0), self.out_channels, *x.shape[2:])
             return (out, graph) if return_graph else out
-        prepare_graph(graph, self.conv_name)
-        out = unpool(self.forward_groups(z, graph), graph)
+        out = unpool(self.forward_groups(z, GraphInputs(graph)), graph)
         return (out, graph) if return_graph else out
 
     @staticmethod
     def pool_with(x: Tensor, graph) -> Tensor:
         """Pool ``x`` ``[B, C, H, W]`` with the assignment of ``graph`` (Eq. 5)."""
         b, c, h, w = x.shape
-        height, width = (int(v) for v in graph.image_size[0]) if graph.num_graphs else (h, w)
-        if (h, w) != (height, width) or b != graph.num_graphs:
-            raise ValueError(f"'x' of shape {tuple(x.shape)} does not match the graph's "
-                             f"{graph.num_graphs} images of size {(height, width)}")
         tiled = tiled_assignment_of(graph)
         if tiled is not None:  # the same S in tiled form: no pixel-major copy of x
-            return tiled.pool(x)
+            return tiled.pool(x)  # (checks the shape of x against the tiling)
+        images = graph.num_images
+        height, width = (int(v) for v in graph.image_size[0]) if images else (h, w)
+        if (h, w) != (height, width) or b != images:
+            raise ValueError(f"'x' of shape {tuple(x.shape)} does not match the graph's "
+                             f"{images} images of size {(height, width)}")
         x_pix = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
         return pool(x_pix, graph.assign_index, graph.assign_weight.to(x.dtype), graph.num_nodes)
 

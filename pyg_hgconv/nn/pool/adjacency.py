@@ -92,6 +92,10 @@ def coalesce(key: Tensor, weight: Tensor, space: int) -> tuple[Tensor, Tensor]:
     """Sum the weights of equal keys in ``[0, space)``; keep the keys whose sum
     is positive (weights are non-negative).
 
+    Not :func:`torch_geometric.utils.coalesce`: the keys here are one integer
+    per ``(direction, target, source)`` triple, zero sums are dropped, and a
+    small key space is accumulated without any sort.
+
     Returns ``(keys, sums)`` sorted by key. Small key spaces (up to
     :data:`DENSE_COALESCE_LIMIT`) are accumulated densely, larger ones sorted
     with :func:`torch.unique`; both are differentiable in ``weight``.

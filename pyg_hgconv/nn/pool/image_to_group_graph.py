@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pyg_hgconv.data.group_graph import make_group_batch
+from pyg_hgconv.data.group_graph import make_group_graph
 from pyg_hgconv.nn.pool.adjacency import EDGE_THRESHOLD, build_group_adjacency
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.nn.pool.sampling import SAMPLERS, sample_centers
@@ -16,8 +16,9 @@ from pyg_hgconv.nn.pool.slic import (
     nearest_centers,
     slic_assignment,
 )
-from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid, attach_tiled_assignment
+from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
 from pyg_hgconv.utils.checks import check_image_features, check_positive_int
+from pyg_hgconv.utils.sparse import HALF_DTYPES, no_autocast
 
 #: paper default downsampling ratio (Sec. 5.1)
 DEFAULT_RATIO = 1 / 64
@@ -222,8 +223,8 @@ class ImageToGroupGraph(nn.Module):
             self.embed.reset_parameters()
 
     def forward(self, x: Tensor, attention: Tensor | None = None,
-                generator: torch.Generator | None = None):
-        """Cluster ``x`` ``[B, C, H, W]`` and return the batch of group graphs.
+                generator: torch.Generator | None = None, *, as_batch: bool = True):
+        """Cluster ``x`` ``[B, C, H, W]`` and return the group graphs of its images.
 
         Args:
             x (Tensor): features ``[B, C, H, W]``.
@@ -233,6 +234,11 @@ class ImageToGroupGraph(nn.Module):
             generator (torch.Generator, optional): randomness of the centre
                 sampling (default: seeded with ``seed`` in eval mode, the
                 global generator in training mode).
+            as_batch (bool): return a PyG :class:`~torch_geometric.data.Batch`
+                of per-image graphs (default); ``False`` returns their disjoint
+                union as one :class:`~pyg_hgconv.GroupGraph` with ``batch`` and
+                ``ptr`` (the same attributes, built without a loop over images:
+                what the HG modules run on).
         """
         check_image_features(x)
         b, c, h, w = x.shape
@@ -241,9 +247,23 @@ class ImageToGroupGraph(nn.Module):
         n = h * w
         k = num_groups_for(n, self.num_groups, self.ratio)
         if b == 0:
-            return self._empty_batch(x, h, w)
+            graph = self._empty_graph(x, h, w)
+            return graph.to_batch() if as_batch else graph
         if generator is None and not self.training:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        dtype = x.dtype
+        with no_autocast(x.device):  # the clustering runs in float32 for half inputs
+            graph = self._cluster(x.float() if dtype in HALF_DTYPES else x, attention,
+                                  generator, k)
+        if dtype in HALF_DTYPES:  # features and weights in the input's dtype
+            for key in ("x", "edge_weight", "assign_weight", "tile_weight", "mass"):
+                graph[key] = graph[key].to(dtype)
+        return graph.to_batch() if as_batch else graph
+
+    def _cluster(self, x: Tensor, attention: Tensor | None, generator: torch.Generator | None,
+                 k: int):
+        """Steps 1-5 of the class docstring on ``x`` ``[B, C, H, W]``: the union graph."""
+        b, _, h, w = x.shape
 
         # 1-2. importance / focus map on the clustering embedding and centre
         # sampling (no gradient).
@@ -263,8 +283,15 @@ class ImageToGroupGraph(nn.Module):
             0, candidates.reshape(-1), weight.detach().sum(2).reshape(-1))
         keep = centre_mass > 0
         num_groups = int(keep.sum())
-        new_id = (keep.long().cumsum(0) - 1).clamp_min(0)  # dropped groups have no weight
-        assignment = TiledAssignment(grid, new_id[candidates], weight, num_groups)
+        groups_per_image = keep.view(b, k).sum(1)
+        new_id = keep.long().cumsum(0) - 1
+        # a dropped centre has no weight anywhere; its candidate slots point to
+        # the first group of the same image, so that every image's slots index
+        # its own groups (per-image graphs then have local indices)
+        first_group = (groups_per_image.cumsum(0) - groups_per_image).repeat_interleave(
+            grid.tiles_per_image).unsqueeze(1)
+        assignment = TiledAssignment(grid, torch.where(keep[candidates], new_id[candidates],
+                                                       first_group), weight, num_groups)
         assign_index, assign_weight = assignment.to_coo()
 
         # 4. pooling (Eq. 5) of features and coordinates (centroids).
@@ -276,14 +303,12 @@ class ImageToGroupGraph(nn.Module):
             assignment, noise_cancel=self.noise_cancel, max_direction=self.max_direction,
             threshold=self.edge_threshold)
 
-        graph = make_group_batch(
+        graph = make_group_graph(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,
             edge_weight=edge_weight, assign_index=assign_index, assign_weight=assign_weight,
             mass=centre_mass[keep], center_pixel=centers.reshape(-1)[keep],
-            groups_per_image=keep.view(b, k).sum(1), image_size=(h, w),
-            importance=importance.reshape(-1))
-        # the tiled form of S, for fast pooling and unpooling with this graph
-        attach_tiled_assignment(graph, assignment)
+            groups_per_image=groups_per_image, image_size=(h, w),
+            importance=importance.reshape(-1), **assignment.graph_attributes())
         return graph
 
     def _embed(self, x: Tensor) -> Tensor:
@@ -345,10 +370,10 @@ class ImageToGroupGraph(nn.Module):
                                  fallback, self.num_iterations, ASSIGN_THRESHOLD)
         return grid, candidates, weight
 
-    def _empty_batch(self, x: Tensor, h: int, w: int):
+    def _empty_graph(self, x: Tensor, h: int, w: int):
         long = dict(dtype=torch.long, device=x.device)
         empty = torch.empty(0, **long)
-        return make_group_batch(
+        return make_group_graph(
             x=x.new_zeros(0, x.size(1)), pos=x.new_zeros(0, 2),
             edge_index=empty.view(2, 0), edge_type=empty, edge_weight=x.new_zeros(0),
             assign_index=empty.view(2, 0), assign_weight=x.new_zeros(0),

@@ -8,19 +8,16 @@ least one entry and at most the number of SLIC candidates; pooling and
 unpooling are sparse matrix products (:func:`~pyg_hgconv.utils.sparse.sparse_matmul`)
 that cost ``O(nnz C)``, never ``O(N_pix N_grp)``. A graph built by
 :class:`~pyg_hgconv.ImageToGroupGraph` also keeps :math:`S` in tiled form
-(:mod:`pyg_hgconv.nn.pool.tiling`), which :func:`unpool` uses while it is current.
+(:mod:`pyg_hgconv.nn.pool.tiling`), which :func:`unpool` uses.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Batch
 
-from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
+from pyg_hgconv.nn.pool.tiling import mass_eps, tiled_assignment_of
 from pyg_hgconv.utils.checks import check_float_tensor
 from pyg_hgconv.utils.sparse import sparse_matmul
-
-_EPS = 1e-12
 
 
 def check_assignment(x: Tensor, assign_index: Tensor, assign_weight: Tensor,
@@ -72,7 +69,7 @@ def pool(x: Tensor, assign_index: Tensor, assign_weight: Tensor, num_groups: int
     pixel, group = assign_index
     # S_bar = S Z^-1 on the non-zeros, then one sparse product
     mass = group_mass(assign_index, assign_weight, num_groups)
-    return sparse_matmul(group, pixel, assign_weight / mass.clamp_min(_EPS)[group], x,
+    return sparse_matmul(group, pixel, assign_weight / mass.clamp_min(mass_eps(mass))[group], x,
                          num_groups)
 
 
@@ -88,41 +85,52 @@ def unpool_features(x: Tensor, assign_index: Tensor, assign_weight: Tensor,
     pixel, group = assign_index
     # S_tilde = Z^-1 S on the non-zeros, then one sparse product
     rows = pixel_mass(assign_index, assign_weight, num_pixels)
-    return sparse_matmul(pixel, group, assign_weight / rows.clamp_min(_EPS)[pixel], x,
+    return sparse_matmul(pixel, group, assign_weight / rows.clamp_min(mass_eps(rows))[pixel], x,
                          num_pixels)
 
 
-def image_grid(graph) -> tuple[int, int, int]:
-    """``(B, H, W)`` of the images behind a batch of group graphs."""
+def _check_group_graph(graph) -> None:
     for key in ("assign_index", "assign_weight", "image_size"):
         if getattr(graph, key, None) is None:
             raise TypeError(f"'graph' has no '{key}': pass a group graph from "
                             "ImageToGroupGraph or grid_graph")
-    height, width = (int(v) for v in graph.image_size[0])
-    # a Batch knows its number of images (even 0); a single graph is one image
-    batch_size = graph.num_graphs if isinstance(graph, Batch) else graph.image_size.size(0)
-    return int(batch_size), height, width
+
+
+def image_grid(graph) -> tuple[int, int, int]:
+    """``(B, H, W)`` of the images behind a group graph (a union, a PyG batch
+    or one image's graph)."""
+    _check_group_graph(graph)
+    sizes = graph.image_size
+    if sizes.size(0) > 1 and bool((sizes != sizes[:1]).any()):
+        raise ValueError("'graph' holds images of different sizes; unpool them one by one")
+    height, width = (int(v) for v in sizes[0])
+    return graph.num_images, height, width
 
 
 def unpool(x_groups: Tensor, graph) -> Tensor:
     r"""Unpool group features to the feature map of the graph's images (Eq. 6).
 
+    Uses the tiled form of the assignment when the graph has one (one small
+    product per tile, no host synchronisation), else its coordinate form.
+
     Args:
         x_groups (Tensor): ``[N_grp, C]`` features of the nodes of ``graph``.
-        graph: a batch of group graphs from :class:`~pyg_hgconv.ImageToGroupGraph`
-            or :func:`~pyg_hgconv.grid_graph`.
+        graph: group graphs from :class:`~pyg_hgconv.ImageToGroupGraph` or
+            :func:`~pyg_hgconv.grid_graph` (a union or a PyG batch of images of
+            one size).
 
     Returns:
         Tensor ``[B, C, H, W]``.
     """
     check_float_tensor(x_groups, "x_groups", ndim=2, shape_hint="[N_grp, C]")
-    batch_size, height, width = image_grid(graph)
+    _check_group_graph(graph)
     if x_groups.size(0) != graph.num_nodes:
         raise ValueError(f"'x_groups' has {x_groups.size(0)} rows but 'graph' has "
                          f"{graph.num_nodes} nodes")
     tiled = tiled_assignment_of(graph)
     if tiled is not None:  # the same S in tiled form: one small product per tile
         return tiled.unpool(x_groups)
+    batch_size, height, width = image_grid(graph)
     out = unpool_features(x_groups, graph.assign_index, graph.assign_weight.to(x_groups.dtype),
                           batch_size * height * width)
     return out.view(batch_size, height, width, x_groups.size(1)).permute(0, 3, 1, 2)

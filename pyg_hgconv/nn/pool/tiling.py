@@ -15,8 +15,9 @@ pixels, and :math:`S` never exists as an ``N_pix x N_grp`` matrix: it has
 
 :class:`TileGrid` is the geometry (feature map <-> tiles), :class:`TiledAssignment`
 the assignment with its pooling and unpooling; :meth:`TiledAssignment.to_coo`
-returns the coordinate form stored on a group graph
-(:mod:`pyg_hgconv.data.group_graph`).
+returns the coordinate form and :meth:`TiledAssignment.graph_attributes` the
+declared attributes a group graph stores it in
+(:mod:`pyg_hgconv.data.group_graph`, read back by :func:`tiled_assignment_of`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ from pyg_hgconv.utils.checks import check_float_tensor, check_positive_int
 from pyg_hgconv.utils.sparse import SegmentSum
 
 _EPS = 1e-12
+
+
+def mass_eps(t: Tensor) -> float:
+    """The guard of a division by a mass of ``t``'s dtype: 1e-12, or the
+    smallest normal number where that underflows (half precision)."""
+    return max(_EPS, torch.finfo(t.dtype).tiny)
 
 
 @dataclass(frozen=True)
@@ -190,9 +197,24 @@ class TiledAssignment:
             raise ValueError(f"'weight' must have shape [T, m, P] = [{t}, "
                              f"{self.candidates.size(1)}, {p}] (got {tuple(self.weight.shape)})")
         check_positive_int(self.num_groups, "num_groups")
+
+    def validate(self) -> TiledAssignment:
+        """Check that the candidates index groups in ``[0, num_groups)`` (reads
+        the tensor: a host synchronisation); returns ``self``."""
         if self.candidates.numel() and (int(self.candidates.min()) < 0
                                         or int(self.candidates.max()) >= self.num_groups):
             raise ValueError(f"'candidates' must index groups in [0, {self.num_groups})")
+        return self
+
+    def graph_attributes(self) -> dict:
+        """The declared attributes that store this assignment on a group graph:
+        ``tile_weight``, ``tile_candidates`` (flattened) and ``tiling``
+        (``(H, W, tile_h, tile_w, m)``); :func:`tiled_assignment_of` reads them."""
+        grid = self.grid
+        return {"tile_weight": self.weight.reshape(-1),
+                "tile_candidates": self.candidates.reshape(-1),
+                "tiling": (grid.height, grid.width, grid.tile_h, grid.tile_w,
+                           int(self.candidates.size(1)))}
 
     def _segments(self) -> SegmentSum:
         if self._to_groups is None:
@@ -226,7 +248,7 @@ class TiledAssignment:
         slot = torch.arange(pixel.numel(), device=pixel.device) - (counts.cumsum(0) - counts)[pixel]
         candidates = group.new_zeros(grid.num_tiles, m).index_put((pixel, slot), group)
         tiled = weight.new_zeros(grid.num_tiles, m).index_put((pixel, slot), weight)
-        return cls(grid, candidates, tiled.unsqueeze(2), num_groups)
+        return cls(grid, candidates, tiled.unsqueeze(2), num_groups).validate()
 
     def mass(self) -> Tensor:
         r"""Column sums :math:`\sum_p S_{pj}` (soft pixel counts), ``[N_grp]``."""
@@ -250,7 +272,7 @@ class TiledAssignment:
         tiles = grid.to_tiles(x)  # [T, C, P]
         total = self.sum_into_groups(torch.bmm(weight, tiles.transpose(1, 2)))  # [N_grp, C]
         mass = self.sum_into_groups(weight.sum(2, keepdim=True))
-        return total / mass.clamp_min(_EPS)
+        return total / mass.clamp_min(mass_eps(mass))
 
     def centroids(self) -> Tensor:
         r"""The weighted mean pixel position of every group (Eq. 5 applied to
@@ -262,7 +284,7 @@ class TiledAssignment:
         mass = weight.sum(2, keepdim=True)  # [T, m, 1]
         sums = torch.baddbmm(origin.unsqueeze(1) * mass, weight, local.T.expand(t, p, 2))
         total = self.sum_into_groups(torch.cat([sums, mass], dim=2))  # [N_grp, 3]
-        return (total[:, :2] / total[:, 2:].clamp_min(_EPS)).flip(1)
+        return (total[:, :2] / total[:, 2:].clamp_min(mass_eps(total))).flip(1)
 
     def unpool(self, z: Tensor) -> Tensor:
         r"""Copy group features back to the pixels (Eq. 6): ``[N_grp, C]`` -> ``[B, C, H, W]``.
@@ -277,7 +299,7 @@ class TiledAssignment:
             raise ValueError(f"'z' has {z.size(0)} rows but the assignment has "
                              f"{self.num_groups} groups")
         weight = self.weight.to(z.dtype)
-        rows = weight / weight.sum(1, keepdim=True).clamp_min(_EPS)
+        rows = weight / weight.sum(1, keepdim=True).clamp_min(mass_eps(weight))
         gathered = z[self.candidates]  # [T, m, C]
         return self.grid.from_tiles(torch.bmm(gathered.transpose(1, 2), rows))
 
@@ -291,21 +313,29 @@ class TiledAssignment:
         return torch.stack([pixel, groups[pixel, slot]]), weight.view(-1, m)[pixel, slot]
 
 
-def attach_tiled_assignment(graph, assignment: TiledAssignment) -> None:
-    """Keep ``assignment`` on ``graph`` (a private attribute, not collated) for
-    :func:`tiled_assignment_of`; it stands for the graph's ``assign_weight``."""
-    graph.__dict__["_tiled_assignment"] = (graph.assign_weight, assignment)
-
-
 def tiled_assignment_of(graph) -> TiledAssignment | None:
-    """The tiled form of ``graph``'s assignment when the graph was built with
-    one and its ``assign_weight`` is still the tensor it was built with (same
-    device), else ``None`` (then use the coordinate form)."""
-    entry = graph.__dict__.get("_tiled_assignment")
-    if entry is None:
+    """The tiled form of ``graph``'s assignment, rebuilt from its declared
+    attributes ``tile_weight``, ``tile_candidates`` and ``tiling`` (see
+    :mod:`pyg_hgconv.data.group_graph`), or ``None`` when the graph has none
+    or its images are tiled differently (then use the coordinate form).
+
+    Views, no copy, no host synchronisation: the sizes come from the ``tiling``
+    tuple and the shapes of the tensors."""
+    if "tile_weight" not in graph or "tiling" not in graph:
         return None
-    weight, assignment = entry
-    current = getattr(graph, "assign_weight", None)
-    if current is not weight or assignment.weight.device != current.device:
+    tiling = graph.tiling  # a tuple; PyG's .to() and collation make lists of it
+    if tiling and isinstance(tiling[0], (list, tuple)):  # collated per-image graphs
+        if any(tuple(t) != tuple(tiling[0]) for t in tiling):
+            return None
+        tiling = tiling[0]
+    height, width, tile_h, tile_w, m = (int(v) for v in tiling)
+    num_images = graph.num_images
+    if num_images < 1:
         return None
-    return assignment
+    grid = TileGrid(num_images, height, width, tile_h, tile_w)
+    t, p = grid.num_tiles, grid.tile_pixels
+    weight, candidates = graph.tile_weight, graph.tile_candidates
+    if weight.numel() != t * m * p or candidates.numel() != t * m:
+        return None
+    return TiledAssignment(grid, candidates.view(t, m), weight.view(t, m, p),
+                           int(graph.num_nodes))

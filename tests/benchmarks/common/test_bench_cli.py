@@ -72,3 +72,21 @@ def test_setup_run_fixes_threads_seed_and_out(tmp_path):
                 setup_run(bad)
     finally:
         torch.set_num_threads(old)
+
+
+COMMON = ["--quick", "--no-progress", "--threads", "1", "--seed", "3", "--device", "cpu",
+          "--fresh", "--out", "x", "--data-root", "y"]
+
+
+@pytest.mark.parametrize("module, extra", [
+    ("benchmarks.irregular_conv.command", []), ("benchmarks.hgconv_perf", []),
+    ("benchmarks.tasks", ["--task", "roads"]), ("benchmarks.ablations", ["--study", "ratio"]),
+    ("benchmarks.tvconv.command", ["--study", "faces"]),
+])
+def test_every_command_takes_the_common_flags(module, extra):
+    import importlib
+
+    args = importlib.import_module(module).build_parser().parse_args(COMMON + extra)
+    assert (args.quick, args.no_progress, args.threads, args.seed, args.fresh) == (
+        True, True, 1, 3, True)
+    assert args.out == Path("x") and args.data_root == Path("y")

@@ -27,6 +27,11 @@ def test_grid_conv_rules_match_hand_counts(name):
     assert count.total == count.components["grid_conv"] == HAND_GRID[name]
 
 
+def test_depthwise_needs_equal_channels():
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        build_conv("depthwise", 4, 8)
+
+
 def test_grid_conv_needs_its_size():
     with pytest.raises(ValueError, match="size"):
         conv_flops("conv2d", 4)

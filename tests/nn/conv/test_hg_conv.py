@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch._dynamo
+import torch_geometric.typing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -207,13 +208,108 @@ def test_slot_adjacency_input_is_checked():
         HGConv.slot_adjacency(graph.edge_index, graph.edge_type, num_nodes=4)
 
 
-def test_module_layers_share_one_slot_adjacency():
-    from pyg_hgconv.nn.conv.registry import slot_adjacency_of
+def test_module_layers_share_one_slot_adjacency_without_touching_the_graph():
+    from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs
 
     graph = grid_graph(3, 4)
-    first = slot_adjacency_of(graph, True, torch.float32)
-    assert slot_adjacency_of(graph, True, torch.float32) is first
-    assert slot_adjacency_of(graph, False, torch.float32) is not first
-    # rebuilt when the graph's edges are replaced
-    graph.edge_weight = 2 * graph.edge_weight
-    assert slot_adjacency_of(graph, True, torch.float32) is not first
+    keys = set(graph.keys())
+    inputs = GraphInputs(graph)
+    first = inputs.slot_adjacency(True, torch.float32)
+    assert inputs.slot_adjacency(True, torch.float32) is first
+    assert inputs.slot_adjacency(False, torch.float32) is not first
+    # a new GraphInputs (the next forward call) builds its own
+    assert GraphInputs(graph).slot_adjacency(True, torch.float32) is not first
+    # the layers of a module see the same matrix, and the graph gains nothing
+    steps = [GraphConvStep("hgconv", 4, 4) for _ in range(2)]
+    x = torch.randn(12, 4)
+    out = steps[1](steps[0](x, inputs), inputs)
+    reference = steps[1](steps[0](x, graph), graph)
+    torch.testing.assert_close(out, reference)
+    assert set(graph.keys()) == keys and "_slot_adjacency" not in graph.__dict__
+
+
+def random_typed_graph(num_nodes=6, num_edges=14, seed=0):
+    """Unique (source, target) pairs, so an adj_t holds every edge exactly once."""
+    generator = torch.Generator().manual_seed(seed)
+    pairs = torch.randperm(num_nodes * num_nodes, generator=generator)[:num_edges]
+    edge_index = torch.stack([pairs % num_nodes, pairs // num_nodes])
+    edge_type = torch.randint(0, 9, (num_edges,), generator=generator)
+    return edge_index, edge_type
+
+
+def test_sparse_adj_t_inputs_agree_with_edge_index():
+    # as RGCNConv takes them: entry (target, source) of adj_t holds the edge type
+    from torch_geometric.utils import to_torch_coo_tensor, to_torch_csc_tensor
+
+    edge_index, edge_type = random_typed_graph()
+    torch.manual_seed(0)
+    x = torch.randn(6, 4)
+    conv = HGConv(4, 5)
+    expected = conv(x, edge_index, edge_type)
+    if torch_geometric.typing.WITH_TORCH_SPARSE:
+        from torch_sparse import SparseTensor
+
+        adj = SparseTensor(row=edge_index[0], col=edge_index[1], value=edge_type,
+                           sparse_sizes=(6, 6))
+        torch.testing.assert_close(conv(x, adj.t()), expected)
+    csc = to_torch_csc_tensor(edge_index, edge_type, size=(6, 6))
+    torch.testing.assert_close(conv(x, csc.t()), expected)  # CSR adj_t
+    coo = to_torch_coo_tensor(edge_index, edge_type, size=(6, 6))
+    torch.testing.assert_close(conv(x, coo.t().coalesce()), expected)
+    # the [N, 9 N] aggregation matrix is a third form
+    slot = HGConv.slot_adjacency(edge_index, edge_type, num_nodes=6)
+    torch.testing.assert_close(conv(x, slot), expected)
+    with pytest.raises(ValueError, match="adj_t"):
+        conv(x, csc.t(), edge_type)
+    with pytest.raises(ValueError, match=r"\[N, N\]"):
+        conv(x, to_torch_csc_tensor(edge_index, edge_type, size=(6, 7)).t())
+
+
+def test_explain_mode_gives_per_edge_messages_with_the_same_result():
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+    edge_index, edge_type = random_typed_graph(seed=1)
+    x = torch.randn(6, 4)
+    conv = HGConv(4, 5)
+    expected = conv(x, edge_index, edge_type)
+    mask = torch.ones(edge_index.size(1), requires_grad=True)
+    set_masks(conv, mask, edge_index, apply_sigmoid=False)
+    assert not conv.uses_fused_aggregation()
+    out = conv(x, edge_index, edge_type)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert mask.grad is not None and mask.grad.abs().sum() > 0  # every edge has a message
+    clear_masks(conv)
+    assert conv.uses_fused_aggregation()
+
+
+def test_aggr_other_than_add_is_refused():
+    for aggr in ("mean", "max"):
+        with pytest.raises(ValueError, match="aggr"):
+            HGConv(4, 5, aggr=aggr)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, float("inf")])
+def test_nan_negative_or_infinite_edge_weights_are_refused(bad):
+    edge_index, edge_type = random_typed_graph(seed=2)
+    weight = torch.rand(edge_index.size(1))
+    weight[3] = bad
+    with pytest.raises(ValueError, match="edge_weight"):
+        HGConv(4, 5)(torch.randn(6, 4), edge_index, edge_type, weight)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_matches_float32_to_its_resolution(dtype):
+    edge_index, edge_type = random_typed_graph(seed=3)
+    weight = torch.rand(edge_index.size(1)) + 0.1
+    x = torch.randn(6, 4)
+    conv = HGConv(4, 5)
+    expected = conv(x, edge_index, edge_type, weight)
+    half = HGConv(4, 5).to(dtype)
+    half.load_state_dict(conv.state_dict())
+    out = half(x.to(dtype), edge_index, edge_type, weight.to(dtype))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = conv(x, edge_index, edge_type, weight)
+    torch.testing.assert_close(auto.float(), expected, atol=0.05, rtol=0.05)

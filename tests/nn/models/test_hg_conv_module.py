@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from pyg_hgconv import HGConvModule, conv_names, grid_graph
-from pyg_hgconv.nn.conv.registry import GraphConvStep, build_conv, get_conv
+from pyg_hgconv.nn.conv.registry import GraphConvStep, get_conv
 from tests.helpers.images import structured_image
 
 
@@ -92,15 +92,62 @@ def test_degenerate_module_inputs():
 
 def test_registry_seam_and_errors():
     assert conv_names("graph") == ["hgconv", "gcn", "gmm", "spline", "dynamic_edge"]
-    assert conv_names("grid") == ["conv2d", "depthwise", "tvconv"]
     with pytest.raises(ValueError, match="hgconv"):
         HGConvModule(4, conv="gat")
     with pytest.raises(ValueError, match="unknown graph conv"):
         GraphConvStep("conv2d", 4, 4)
-    with pytest.raises(ValueError, match="in_channels == out_channels"):
-        build_conv("depthwise", 4, 8)
     with pytest.raises(ValueError, match="channels"):
         HGConvModule(4)(torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="only 'hgconv'"):
         HGConvModule(4, conv="gcn").load_conv2d([nn.Conv2d(4, 4, 3, padding=1)])
     assert get_conv("gmm").inputs == ("edge_index", "pseudo")
+
+
+@pytest.mark.parametrize("conv", ["hgconv", "gmm"])
+def test_a_given_graph_is_not_modified(conv):
+    torch.manual_seed(0)
+    encoder = HGConvModule(4, ratio=1 / 8, conv=conv).eval()
+    decoder = HGConvModule(4, ratio=1 / 8, conv=conv, cluster=False).eval()
+    x = structured_image(2, 4, 12, 16)
+    _, graph = encoder(x, return_graph=True)
+    before = {key: (value.clone() if torch.is_tensor(value) else value)
+              for key, value in graph.items()}
+    decoder(x, graph=graph)
+    assert set(graph.keys()) == set(before)  # no pseudo-coordinates, no cached matrices
+    for key, value in before.items():
+        if torch.is_tensor(value):
+            assert torch.equal(graph[key], value), key
+    assert set(graph.__dict__) == set(type(graph)().__dict__)  # nothing stashed on it
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_whole_hg_path_in_half_precision(dtype):
+    torch.manual_seed(0)
+    reference = HGConvModule(3, num_layers=2, ratio=1 / 16).eval()
+    module = HGConvModule(3, num_layers=2, ratio=1 / 16).eval()
+    module.load_state_dict(reference.state_dict())
+    module = module.to(dtype)
+    x = structured_image(2, 3, 16, 20)
+    with torch.no_grad():
+        expected = reference(x)
+        out = module(x.to(dtype))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    # the same groups and a result within half precision of the float32 one
+    close = ((out.float() - expected).abs() <= 0.05 + 0.05 * expected.abs()).float().mean()
+    assert close > 0.95
+    # and it trains: gradients in the input's dtype
+    module.train()
+    xh = x.to(dtype).requires_grad_()
+    module(xh).float().square().mean().backward()
+    assert xh.grad.dtype == dtype and torch.isfinite(xh.grad).all()
+
+
+def test_whole_hg_path_under_autocast():
+    torch.manual_seed(0)
+    module = HGConvModule(3, num_layers=2, ratio=1 / 16)
+    x = structured_image(2, 3, 16, 20).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(x)
+    out.float().square().mean().backward()  # backward outside autocast, as recommended
+    assert torch.isfinite(out.float()).all() and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in module.parameters())

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch_geometric.data import Batch
 
 from pyg_hgconv import HGConvModule, ImageToGroupGraph, grid_graph, pool, unpool
 from pyg_hgconv.nn.pool.pooling import unpool_features
@@ -114,7 +115,7 @@ def test_bad_inputs_are_named():
                         assignment.num_groups)
     with pytest.raises(ValueError, match="candidates"):
         TiledAssignment(assignment.grid, assignment.candidates + assignment.num_groups,
-                        assignment.weight, assignment.num_groups)
+                        assignment.weight, assignment.num_groups).validate()
     index, weight = assignment.to_coo()
     with pytest.raises(TypeError, match="assign_index"):
         TiledAssignment.from_coo(index.float(), weight, 1, 3, 4, assignment.num_groups)
@@ -122,7 +123,7 @@ def test_bad_inputs_are_named():
         TiledAssignment.from_coo(index, weight[:-1], 1, 3, 4, assignment.num_groups)
 
 
-def test_group_graphs_keep_their_tiled_assignment_while_it_is_current():
+def test_the_tiled_assignment_is_a_declared_attribute_that_survives_pyg_operations():
     image = structured_image(2, 3, 16, 20)
     transform = ImageToGroupGraph(ratio=1 / 16, learnable=False).eval()
     graph = transform(image)
@@ -130,13 +131,25 @@ def test_group_graphs_keep_their_tiled_assignment_while_it_is_current():
     assert tiled is not None and tiled.num_groups == graph.num_nodes
     z = torch.randn(graph.num_nodes, 5)
     fast = unpool(z, graph)
-    # a replaced assignment is no longer represented by the tiled form
-    graph.assign_weight = graph.assign_weight.clone()
-    assert tiled_assignment_of(graph) is None
-    torch.testing.assert_close(unpool(z, graph), fast)
-    # graphs without one (grid graphs, per-image graphs) use the coordinate form
+    # the coordinate form gives the same unpooling (the two are one matrix)
+    coordinate = graph.clone()
+    del coordinate.tile_weight
+    assert tiled_assignment_of(coordinate) is None
+    torch.testing.assert_close(unpool(z, coordinate), fast)
+    # .to(), .clone(), indexing and collation keep it, with local indices
+    for same in (graph.to("cpu"), graph.clone(),
+                 Batch.from_data_list(graph.to_data_list())):
+        assert tiled_assignment_of(same) is not None
+        torch.testing.assert_close(unpool(z, same), fast)
+    for i, one in enumerate(graph.to_data_list()):
+        part = tiled_assignment_of(one)
+        assert part is not None and part.num_groups == one.num_nodes
+        rows = slice(int(graph.ptr[i]), int(graph.ptr[i + 1]))
+        torch.testing.assert_close(unpool(z[rows], one), fast[i:i + 1])
+        assert int(one.tile_candidates.min()) >= 0
+        assert int(one.tile_candidates.max()) < one.num_nodes
+    # grid graphs have only the coordinate form
     assert tiled_assignment_of(grid_graph(3, 4)) is None
-    assert tiled_assignment_of(transform(image).to_data_list()[0]) is None
 
 
 def test_module_pools_a_second_map_with_the_graph_of_the_first():
