@@ -55,12 +55,16 @@ module                 FLOPs per call
                        C_{out} + [\text{bias}] N_t C_{out}`;
                        ``separate_gaussians``: :math:`E C_{in} C_{out} K (3D + 2)
                        + E C_{in} C_{out}` instead of the first three terms
-``spline``             degree :math:`d`, :math:`D` dimensions, :math:`S = (d + 1)^D`
+``spline`` (PyG)       degree :math:`d`, :math:`D` dimensions, :math:`S = (d + 1)^D`
                        active kernels per edge: :math:`E S D` (B-spline basis
                        products) :math:`+ E S (C_{in} C_{out} + C_{out})` (the
                        active kernels, scaled by their basis)
                        :math:`+ [\text{mean}] N_t C_{out} + [\text{root}] N_t C_{in}
                        C_{out} + [\text{bias}] N_t C_{out}`
+``spline`` (fused)     :class:`~pyg_hgconv.nn.conv.spline_conv.FusedSplineConv`,
+                       :math:`K` kernels: :math:`N_s C_{in} K C_{out}` (all kernels on
+                       all sources) :math:`+ E S D + E S C_{out}` (basis, sparse
+                       product) and the same target terms
 ``dynamic_edge``       :math:`\sum_b n_b^2 C_{in}` (brute-force k-NN distances within
                        each of the batch's graphs of :math:`n_b` nodes)
                        :math:`+ E \cdot \mathrm{MLP}` (the MLP's layers by the rules
@@ -157,6 +161,19 @@ def spline_flops(num_targets: int, num_edges: int, in_channels: int, out_channel
     """FLOPs of :class:`~torch_geometric.nn.conv.SplineConv` (row ``spline``)."""
     s = (degree + 1) ** dim
     flops = num_edges * s * dim + num_edges * s * (in_channels * out_channels + out_channels)
+    return flops + _target_terms(num_targets, in_channels, out_channels, root_weight, bias, mean)
+
+
+def fused_spline_flops(num_sources: int, num_targets: int, num_edges: int, in_channels: int,
+                       out_channels: int, num_kernels: int, dim: int = 2, degree: int = 1,
+                       root_weight: bool = True, bias: bool = True, mean: bool = True) -> int:
+    """FLOPs of :class:`~pyg_hgconv.nn.conv.spline_conv.FusedSplineConv` as it
+    runs: :math:`N_s C_{in} K C_{out}` (every kernel on every source node)
+    :math:`+ E S D` (basis products) :math:`+ E S C_{out}` (the sparse product,
+    one entry per edge and basis product) and the target terms of ``spline``."""
+    s = (degree + 1) ** dim
+    flops = (num_sources * in_channels * num_kernels * out_channels + num_edges * s * dim
+             + num_edges * s * out_channels)
     return flops + _target_terms(num_targets, in_channels, out_channels, root_weight, bias, mean)
 
 

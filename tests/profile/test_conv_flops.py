@@ -32,8 +32,9 @@ HAND = {
     "gcn": 18 + 13 + 15 + 9,
     # X g 3*2*8*3 + gaussians E*K*(3D+1) 5*8*7 + weighted sum 5*8*3 + mean 9 + root 18 + bias 9
     "gmm": 144 + 280 + 120 + 9 + 18 + 9,
-    # basis E*S*D 5*4*2 + kernels E*S*(C_in C_out + C_out) 5*4*9 + mean 9 + root 18 + bias 9
-    "spline": 40 + 180 + 9 + 18 + 9,
+    # (fused, the default) all kernels on all sources 3*2*9*3 + basis E*S*D 5*4*2
+    # + sparse product E*S*C_out 5*4*3 + mean 9 + root 18 + bias 9
+    "spline": 162 + 40 + 60 + 9 + 18 + 9,
     # kNN 3^2*2 + E=3*min(8,3)=9 edges * MLP [4 -> 9 -> 3] (36+9 + 9 relu + 27+3 = 84)
     "dynamic_edge": 18 + 9 * 84,
 }
@@ -51,6 +52,12 @@ def test_graph_conv_rules_match_hand_counts(name):
     count = count_flops(step, (torch.randn(3, 2), inputs))
     assert count.total == count.components["graph_conv"] == HAND[name]
     assert count.num_images == 1
+
+
+def test_pyg_spline_conv_is_counted_per_edge():
+    pytest.importorskip("torch_spline_conv")
+    # basis E*S*D 5*4*2 + kernels E*S*(C_in C_out + C_out) 5*4*9 + mean 9 + root 18 + bias 9
+    assert conv_flops("spline", (2, 3), tiny_graph(), impl="pyg") == 40 + 180 + 9 + 18 + 9
 
 
 def test_graph_conv_options_change_the_count():

@@ -50,6 +50,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import Cartesian
 
 from pyg_hgconv.nn.conv.hg_conv import HGConv
+from pyg_hgconv.nn.conv.spline_conv import FusedSplineConv
 from pyg_hgconv.profile import rules
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, linear_channels
 
@@ -404,37 +405,76 @@ register_conv(ConvSpec(
 
 
 # -------------------------------------------------------------- spline
-def _spline(in_channels: int, out_channels: int, kernel_size: int = 3, **kwargs) -> nn.Module:
-    from torch_geometric.nn import SplineConv
+#: implementations of ``'spline'``: the same function and parameters
+SPLINE_IMPLS = ("fused", "pyg")
 
-    return SplineConv(in_channels, out_channels, dim=2, kernel_size=kernel_size, **kwargs)
+
+def _spline(in_channels: int, out_channels: int, kernel_size: int = 3, impl: str = "fused",
+            **kwargs) -> nn.Module:
+    """SplineConv: :class:`~pyg_hgconv.nn.conv.spline_conv.FusedSplineConv`
+    (``impl='fused'``, plain torch) or PyG's layer (``impl='pyg'``, needs
+    torch-spline-conv); both compute the same function with the same parameters."""
+    if impl not in SPLINE_IMPLS:
+        raise ValueError(f"'impl' must be one of {SPLINE_IMPLS} (got {impl!r})")
+    if impl == "pyg":
+        from torch_geometric.nn import SplineConv
+
+        return SplineConv(in_channels, out_channels, dim=2, kernel_size=kernel_size, **kwargs)
+    return FusedSplineConv(in_channels, out_channels, dim=2, kernel_size=kernel_size, **kwargs)
 
 
 def _spline_flops(layer, size: rules.GraphSize, in_channels: int | None = None, *,
                   elementwise: bool = True, weighted: bool = True) -> int:
-    return rules.spline_flops(size.num_targets, size.num_edges,
-                              _input_channels(layer, in_channels), layer.out_channels, layer.dim,
-                              layer.degree, layer.root_weight, _bias(layer), layer.aggr == "mean")
+    cin = _input_channels(layer, in_channels)
+    mean = layer.aggr == "mean"
+    if isinstance(layer, FusedSplineConv):
+        return rules.fused_spline_flops(size.num_sources, size.num_targets, size.num_edges, cin,
+                                        layer.out_channels, layer.K, layer.dim, layer.degree,
+                                        layer.root_weight, _bias(layer), mean)
+    return rules.spline_flops(size.num_targets, size.num_edges, cin, layer.out_channels,
+                              layer.dim, layer.degree, layer.root_weight, _bias(layer), mean)
 
 
 def _spline_settings(layer) -> str:
     sizes = [int(v) for v in layer.kernel_size.tolist()]
+    impl = "fused" if isinstance(layer, FusedSplineConv) else "PyG"
     return (f"{'x'.join(map(str, sizes))} B-spline kernels ({math.prod(sizes)}), "
             f"degree={layer.degree}, root weight={layer.root_weight}, aggr={layer.aggr}, "
-            f"bias={_bias(layer)}")
+            f"bias={_bias(layer)}, {impl} implementation")
 
 
-def _spline_type():
+def _spline_types():
     from torch_geometric.nn import SplineConv
 
-    return SplineConv
+    return (FusedSplineConv, SplineConv)
+
+
+@torch.no_grad()
+def _spline_transfer(layer, conv: nn.Conv2d) -> None:
+    sizes = [int(v) for v in layer.kernel_size.tolist()]
+    if sizes != [3, 3] or layer.degree != 1 or not bool(layer.is_open_spline.all()):
+        raise ValueError("a 3x3 kernel maps onto an open 3x3 degree-1 spline only "
+                         f"(got kernel_size={sizes}, degree={layer.degree})")
+    # pseudo-coordinate dimension 0 is x, 1 is y: kernel dx + 1 + 3 (dy + 1) is the
+    # tap (ky, kx) = (dy + 1, dx + 1), i.e. tap t = 3 ky + kx, as for HGConv
+    taps = conv.weight.flatten(2).permute(2, 1, 0)  # [9, C_in, C_out]
+    scale = 9.0 if layer.aggr == "mean" else 1.0  # mean over the 9 neighbours of a pixel
+    layer.weight.copy_(scale * taps)
+    if layer.root_weight:
+        layer.lin.weight.zero_()  # the centre tap comes with the self loop
+    if layer.bias is not None:
+        layer.bias.copy_(conv.bias if conv.bias is not None else 0.0)
 
 
 register_conv(ConvSpec(
     "spline", GRAPH, _spline, "SplineConv (SplineCNN), B-spline kernels on pseudo-coords",
     call=lambda layer, x, g: layer(x, g.edge_index, g.pseudo),
-    inputs=("edge_index", "pseudo"), layer_type=_spline_type(), flops=_spline_flops,
-    settings=_spline_settings, backend="torch_spline_conv"))
+    inputs=("edge_index", "pseudo"), layer_type=_spline_types(), flops=_spline_flops,
+    settings=_spline_settings, transfer=_spline_transfer,
+    transfer_note="tap (ky, kx) becomes kernel 3 ky + kx, times 9 for the mean "
+                  "aggregation, root weight zero: exact on the interior of the pixel grid "
+                  "with pseudo-coordinates normalised by one pixel (Cartesian max_value=1); "
+                  "on group graphs an initialisation"))
 
 
 # -------------------------------------------------------- dynamic_edge

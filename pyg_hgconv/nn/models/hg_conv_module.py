@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm
 
-from pyg_hgconv.nn.conv.hg_conv import HGConv
-from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, conv_names
+from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, conv_names, get_conv
 from pyg_hgconv.nn.pool.image_to_group_graph import DEFAULT_RATIO, ImageToGroupGraph
 from pyg_hgconv.nn.pool.pooling import pool, unpool
 from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
@@ -26,16 +25,17 @@ from pyg_hgconv.utils.checks import check_image_features, check_positive_int
 
 @torch.no_grad()
 def load_conv2d_kernels(step: GraphConvStep, conv: nn.Conv2d) -> GraphConvStep:
-    """Copy the kernels (and bias) of a 3x3 :class:`~torch.nn.Conv2d` into an
-    ``'hgconv'`` :class:`~pyg_hgconv.nn.conv.registry.GraphConvStep` through
-    :meth:`HGConv.from_conv2d` ("w/ transfer", Table 3). A layer without bias
-    ignores the conv's bias; a conv without bias zeroes the layer's."""
-    if step.spec.name != "hgconv":
-        raise ValueError(f"only 'hgconv' layers can inherit 3x3 kernels (got {step.spec.name!r})")
-    source = HGConv.from_conv2d(conv)
-    step.layer.weight.copy_(source.weight)
-    if step.layer.bias is not None:
-        step.layer.bias.copy_(source.bias if source.bias is not None else 0.0)
+    """Copy the kernels (and bias) of a 3x3 :class:`~torch.nn.Conv2d` into a
+    :class:`~pyg_hgconv.nn.conv.registry.GraphConvStep` with its registry
+    entry's ``transfer`` mapping ("w/ transfer", Table 3): exact for
+    ``'hgconv'`` (:meth:`HGConv.from_conv2d`), see ``transfer_note`` for the
+    others. A layer without bias ignores the conv's bias; a conv without bias
+    zeroes the layer's."""
+    if step.spec.transfer is None:
+        mapped = [name for name in conv_names("graph") if get_conv(name).transfer is not None]
+        raise ValueError(f"{step.spec.name!r} layers have no mapping from a 3x3 kernel; "
+                         f"the convs that have one: {mapped}")
+    step.spec.transfer(step.layer, conv)
     return step
 
 
@@ -234,10 +234,12 @@ class HGConvModule(GroupGraphModule):
     @torch.no_grad()
     def load_conv2d(self, convs: Sequence[nn.Conv2d], norms: Sequence[nn.BatchNorm2d] = ()):
         """Copy the kernels of ``num_layers`` 3x3 convolutions (and optionally
-        their BatchNorms) into the HG-Conv layers ("w/ transfer", Table 3).
-        Requires ``conv='hgconv'``."""
-        if self.conv_name != "hgconv":
-            raise ValueError("only 'hgconv' layers can inherit 3x3 kernels")
+        their BatchNorms) into the graph-conv layers ("w/ transfer", Table 3),
+        with the registry's ``transfer`` mapping of ``conv`` (exact for
+        ``'hgconv'``)."""
+        if get_conv(self.conv_name).transfer is None:
+            raise ValueError(f"only convs with a mapping from a 3x3 kernel can inherit one, "
+                             f"not {self.conv_name!r}")
         if len(convs) != self.num_layers:
             raise ValueError(f"'convs' must hold {self.num_layers} convolutions "
                              f"(got {len(convs)})")

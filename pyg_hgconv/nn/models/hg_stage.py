@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm
 
 from pyg_hgconv.nn.conv.registry import GraphConvStep
-from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule, load_conv2d_kernels
+from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.utils.checks import check_positive_int
 
 from .resnet import BLOCKS, BasicBlock, Bottleneck
@@ -72,18 +72,19 @@ def load_linear_from_conv1x1(linear: nn.Linear, conv: nn.Conv2d) -> None:
 
 @torch.no_grad()
 def load_graph_conv_from_conv3x3(step: GraphConvStep, conv: nn.Conv2d) -> None:
-    """Transfer a 3x3 kernel into an ``'hgconv'`` step (stride and dilation
-    dropped); other graph convs cannot inherit kernels and keep their own."""
+    """Transfer a 3x3 kernel into a graph conv step (stride and dilation dropped)
+    with its registry entry's ``transfer`` mapping (``'hgconv'``: exact; see each
+    entry's ``transfer_note``); a conv without a mapping keeps its own weights."""
     if conv.kernel_size != (3, 3) or conv.groups != 1:
         raise ValueError(f"expected a 3x3 convolution with groups=1 (got {conv})")
-    if step.spec.name != "hgconv":
+    if step.spec.transfer is None:
         return
     plain = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1,
                       bias=conv.bias is not None).to(conv.weight)
     plain.weight.copy_(conv.weight)
     if conv.bias is not None:
         plain.bias.copy_(conv.bias)
-    load_conv2d_kernels(step, plain)
+    step.spec.transfer(step.layer, plain)
 
 
 @torch.no_grad()

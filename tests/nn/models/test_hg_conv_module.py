@@ -98,7 +98,7 @@ def test_registry_seam_and_errors():
         GraphConvStep("conv2d", 4, 4)
     with pytest.raises(ValueError, match="channels"):
         HGConvModule(4)(torch.randn(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="only 'hgconv'"):
+    with pytest.raises(ValueError, match="mapping from a 3x3 kernel"):
         HGConvModule(4, conv="gcn").load_conv2d([nn.Conv2d(4, 4, 3, padding=1)])
     assert get_conv("gmm").inputs == ("edge_index", "pseudo")
 
