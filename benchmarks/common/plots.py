@@ -94,6 +94,8 @@ def scatter_plot(
     ylabel: str | None = None,
     logx: bool = False,
     logy: bool = False,
+    xerr: str | None = None,
+    yerr: str | None = None,
     figsize: tuple[float, float] = (6.0, 4.5),
     dpi: int = 150,
 ) -> Path:
@@ -107,6 +109,8 @@ def scatter_plot(
         path: the ``.png`` to write.
         title, xlabel, ylabel: text (axis labels default to the field names).
         logx, logy: logarithmic axes (values must be positive).
+        xerr, yerr: optional fields with symmetric errors (e.g. the standard
+            deviation over seeds), drawn as error bars.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -123,6 +127,11 @@ def scatter_plot(
         i = styles[text]
         ax.scatter([vx], [vy], color=_COLORS[i % len(_COLORS)],
                    marker=_MARKERS[i % len(_MARKERS)], s=48, zorder=3)
+        ex = _value(p, xerr) if xerr else None
+        ey = _value(p, yerr) if yerr else None
+        if ex or ey:
+            ax.errorbar([vx], [vy], xerr=[ex] if ex else None, yerr=[ey] if ey else None,
+                        fmt="none", ecolor=_COLORS[i % len(_COLORS)], capsize=3, zorder=2)
         ax.annotate(text, (vx, vy), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.margins(0.1)  # room for the annotations at the edges
     if not kept:
@@ -269,4 +278,66 @@ def bar_plot(
         _finish(ax, title, vlabel, label, logy and bool(values), False)
     else:
         _finish(ax, title, label, vlabel, False, logy and bool(values))
+    return _save(fig, path, dpi)
+
+
+def seed_plot(
+    records: Sequence[Mapping[str, Any]],
+    label: str,
+    value: str,
+    path: PathLike,
+    *,
+    group: str | None = None,
+    title: str | None = None,
+    ylabel: str | None = None,
+    figsize: tuple[float, float] = (7.0, 4.5),
+    dpi: int = 150,
+) -> Path:
+    """The spread over seeds: one dot per record (a seed) and the mean with a
+    ± one-standard-deviation bar per ``label`` (and ``group``, side by side).
+
+    Args:
+        records: per-seed records holding ``label``, ``value`` (and ``group``).
+        label: categorical field along the x axis (e.g. the conv).
+        value: numeric field (e.g. ``miou``).
+        path: the ``.png`` to write.
+        group: optional second categorical field (e.g. the training protocol);
+            its values are drawn side by side within each category, with a legend.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from benchmarks.common.summary import mean_std
+
+    fig, ax = _new_figure(figsize)
+    cats = list(dict.fromkeys(str(r.get(label)) for r in records))
+    hues = list(dict.fromkeys(str(r.get(group)) for r in records)) if group else [None]
+    width = 0.8 / len(hues)
+    drawn = False
+    for j, hue in enumerate(hues):
+        color = _COLORS[j % len(_COLORS)]
+        for i, cat in enumerate(cats):
+            values = [_value(r, value) for r in records if str(r.get(label)) == cat
+                      and (not group or str(r.get(group)) == hue)]
+            values = [v for v in values if v is not None]
+            if not values:
+                continue
+            centre = i - 0.4 + width * (j + 0.5)
+            offsets = [width * 0.25 * (k - (len(values) - 1) / 2) / max(len(values), 1)
+                       for k in range(len(values))]
+            ax.scatter([centre + o for o in offsets], values, color=color, s=14, alpha=0.7,
+                       zorder=3, label=hue if group and not any(
+                           t.get_label() == hue for t in ax.collections) else None)
+            mean, std, _ = mean_std(values)
+            ax.errorbar([centre], [mean], yerr=[std], color=color, marker="_", markersize=14,
+                        capsize=4, zorder=4)
+            drawn = True
+    ax.set_xticks(list(range(len(cats))), cats,
+                  rotation=30 if max(map(len, cats), default=0) > 8 else 0,
+                  ha="right" if max(map(len, cats), default=0) > 8 else "center")
+    if group and drawn:
+        ax.legend(fontsize=8, title=group)
+    if not drawn:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    _finish(ax, title, label, ylabel or value, False, False)
     return _save(fig, path, dpi)

@@ -11,7 +11,9 @@ from typing import Any
 
 from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
 from benchmarks.common.results import ResultStore, run_cells, write_report
-from pyg_hgconv.nn.pool.adjacency import EDGE_THRESHOLD
+from pyg_hgconv.nn.conv.registry import SPLINE_IMPLS
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, EDGE_THRESHOLD
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 
 from . import __doc__ as PACKAGE_DOC
 from . import report, task
@@ -22,9 +24,9 @@ from .schedules import SCHEDULES
 __all__ = ["KEY_FIELDS", "PARTS", "PROTOCOL_VERSION", "build_parser", "main"]
 
 #: bump when a code change makes stored records incomparable
-PROTOCOL_VERSION = 1
-#: one record per (part, conv, cell)
-KEY_FIELDS = ("part", "conv", "cell")
+PROTOCOL_VERSION = 2
+#: one record per (part, conv, cell) and, in the task part, training protocol and seed
+KEY_FIELDS = ("part", "conv", "cell", "protocol", "seed")
 PARTS = ("operator", "task")
 TITLE = "Irregular convolutions in HG-Conv's slot vs grid convolutions"
 SPLINE_CPU_WARNING = r".*non-optimized CPU version of `SplineConv`"
@@ -32,7 +34,7 @@ SPLINE_CPU_WARNING = r".*non-optimized CPU version of `SplineConv`"
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser: the shared options of :func:`benchmarks.common.cli.base_parser`
-    plus ``--part`` and ``--edge-threshold``."""
+    plus ``--part``, ``--edge-threshold``, ``--direction-rule`` and ``--spline-impl``."""
     parser = base_parser(
         "benchmarks.irregular_conv", PACKAGE_DOC, "results/irregular_conv",
         examples=["", "--quick", "--full --out results/irregular_conv/full-rerun",
@@ -43,10 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="W",
                         help="drop group-graph edges whose adjacency weight is below W "
                              "(paper: 1e-7); part of the protocol")
-    parser.add_argument("--max-train-minutes", type=float, default=None, metavar="M",
-                        help="task part: do not train a model whose projected training time "
-                             "exceeds M minutes (0: no cap; default: 5 for the default "
-                             "schedule, none for --quick and --full); part of the protocol")
+    parser.add_argument("--direction-rule", choices=DIRECTION_RULES, default=DIRECTION_RULE,
+                        help="how a pair of groups gets its one direction type "
+                             "(ImageToGroupGraph(direction_rule=...)); part of the protocol")
+    parser.add_argument("--spline-impl", choices=SPLINE_IMPLS, default="fused",
+                        help="SplineConv: 'fused' (the same function and parameters as PyG's "
+                             "layer, one sparse product; fast on CPU) or 'pyg' (PyG's layer, "
+                             "torch-spline-conv); part of the protocol")
     return parser
 
 
@@ -62,7 +67,8 @@ def run_config(args: argparse.Namespace, source: dict[str, Any]) -> dict[str, An
                   "module": "HGConvModule(C, num_layers=1, embed_channels=16, "
                             "sampler='topk_random', num_iterations=3)"},
         task=task.task_config(args, schedule),
-        edge_threshold=float(args.edge_threshold),
+        edge_threshold=float(args.edge_threshold), direction_rule=args.direction_rule,
+        spline_impl=args.spline_impl,
         backends=backend_status(),
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
@@ -73,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.edge_threshold >= 0:  # also rejects nan
         parser.error(f"--edge-threshold must be >= 0 (got {args.edge_threshold})")
-    if args.max_train_minutes is not None and not args.max_train_minutes >= 0:
-        parser.error(f"--max-train-minutes must be >= 0 (got {args.max_train_minutes})")
     tic = time.perf_counter()
     # PyG warns on every SplineConv call on CPU; the notes say it once instead
     warnings.filterwarnings("ignore", message=SPLINE_CPU_WARNING)
@@ -107,8 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "operator" in parts:
         operator = run_cells(
             store, cells,
-            lambda cell: measure_operator(cell, source, schedule, args.seed,
-                                          args.edge_threshold, args.device),
+            lambda cell: measure_operator(cell, source, schedule, args),
             desc="operator", progress=progress)
     else:
         operator = [r for r in store.records if r["part"] == "operator"]
@@ -119,13 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tables = report.operator_tables(operator) if operator else {}
     if task_records:
-        tables["Task: semantic segmentation, same schedule and seed for every model"] = \
-            report.task_table(task_records)
+        tables.update(report.task_tables(task_records))
         data_note = next((r["dataset_note"] for r in task_records if r.get("dataset_note")),
                          None)
         if data_note:
             notes.append(f"**Task data:** {data_note}")
-    notes.append(report.fairness_notes(args.edge_threshold))
+    notes.append(report.fairness_notes(args.edge_threshold, args.direction_rule))
     summary = report.findings(operator, task_records)
     if summary:
         notes.append(summary)
@@ -137,9 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         notes="\n\n".join(notes))
     records = (*operator, *task_records)
     errors = sum(r.get("status") == "error" for r in records)
-    skipped = sum(r.get("status") == "skipped" for r in records)
     print(f"\n{len(operator)} operator and {len(task_records)} task records ({errors} with "
-          f"errors, {skipped} skipped); wrote {store.path}, {path} and {len(plots)} PNG plots in "
+          f"errors); wrote {store.path}, {path} and {len(plots)} PNG plots in "
           f"{time.perf_counter() - tic:.0f} s", flush=True)
     return 0
 

@@ -106,7 +106,8 @@ def operator_cells(schedule: IrregularSchedule) -> list[dict[str, Any]]:
     """The operator cells of ``schedule``, size by size (grid convs first, then
     ratio by ratio the five graph convs)."""
     cells: list[dict[str, Any]] = []
-    base = {"part": "operator", "channels": schedule.channels, "batch": schedule.batch}
+    base = {"part": "operator", "channels": schedule.channels, "batch": schedule.batch,
+            "protocol": None, "seed": None}
     for height, width in schedule.sizes:
         size = {"height": height, "width": width, "pixels": height * width}
         for conv in GRID_CONVS:
@@ -223,14 +224,16 @@ def _graph_stats(conv: str, graph, step: nn.Module) -> dict[str, Any]:
 
 
 def measure_graph(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule, seed: int,
-                  edge_threshold: float) -> dict[str, Any]:
+                  edge_threshold: float, direction_rule: str = "paper",
+                  conv_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A graph conv in the slot of an :class:`~pyg_hgconv.HGConvModule` on ``x``."""
     from pyg_hgconv import HGConvModule
 
     name, channels, batch = cell["conv"], cell["channels"], x.size(0)
     torch.manual_seed(seed)
     module = HGConvModule(channels, num_layers=1, ratio=cell["ratio"], conv=name,
-                          edge_threshold=edge_threshold, seed=seed).to(x.device)
+                          conv_kwargs=conv_kwargs, edge_threshold=edge_threshold,
+                          direction_rule=direction_rule, seed=seed).to(x.device)
     step = module.convs[0]
     module.eval()
     with torch.no_grad():
@@ -281,19 +284,23 @@ def measure_clustering(pool: nn.Module, x: Tensor, x_grad: Tensor,
     record = _timed("clustering_", pool, lambda: pool(x),
                     _backward_step(pool, (x_grad,), cluster_backward), schedule, x.device)
     count = count_flops(pool, x)
+    steps = {k.split("[")[-1].rstrip("]"): v / x.size(0) for k, v in count.modules.items()}
+    ideal = {k.split("[")[-1].rstrip("]"): v / x.size(0) for k, v in count.ideal.items()}
+    sparse_total = sum(ideal.get(k, v) for k, v in steps.items())
     record.update({
         "clustering_params": _params(pool),
         "clustering_flops": count.per_image,
         "clustering_mflops": count.per_image / 1e6,
-        "clustering_flops_steps": {k.split("[")[-1].rstrip("]"): v / x.size(0)
-                                   for k, v in count.modules.items()},
+        "clustering_flops_steps": steps,
+        # what a perfectly sparse implementation would cost (for reference, labelled)
+        "clustering_ideal_flops_steps": ideal,
+        "clustering_ideal_mflops": sparse_total / 1e6,
     })
     return record
 
 
 def measure_operator(cell: dict[str, Any], source: dict[str, Any],
-                     schedule: IrregularSchedule, seed: int, edge_threshold: float,
-                     device: str | torch.device = "cpu") -> dict[str, Any]:
+                     schedule: IrregularSchedule, args) -> dict[str, Any]:
     """Measure one operator cell (see the module docstring); a conv whose
     compiled backend is missing gives ``{"status": "error", "error": ...}``."""
     missing = missing_backend(cell["conv"])
@@ -302,14 +309,17 @@ def measure_operator(cell: dict[str, Any], source: dict[str, Any],
                 "error": f"backend {missing!r} is not installed: {cell['conv']!r} cannot run "
                          f"(install {missing.replace('_', '-')} and re-run; the cell is "
                          "then measured)"}
+    seed = int(args.seed)
     x = feature_map(source, cell["height"], cell["width"], cell["channels"], cell["batch"],
-                    seed).to(device)
+                    seed).to(args.device)
     load = machine_load()
     try:
         if cell["kind"] == "grid":
             record = measure_grid(cell, x, schedule, seed)
         else:
-            record = measure_graph(cell, x, schedule, seed, edge_threshold)
+            kwargs = {"impl": args.spline_impl} if cell["conv"] == "spline" else None
+            record = measure_graph(cell, x, schedule, seed, args.edge_threshold,
+                                   args.direction_rule, kwargs)
     except ImportError as exc:  # a backend that is present but broken
         settings = describe_graph_conv(cell["conv"]) if cell["kind"] == "graph" else None
         return {"status": "error", "settings": settings, "error": f"{type(exc).__name__}: {exc}"}

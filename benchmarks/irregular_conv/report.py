@@ -5,14 +5,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common.plots import group_records, line_plot, scatter_plot
+from benchmarks.common.plots import group_records, line_plot, scatter_plot, seed_plot
 from benchmarks.common.results import markdown_table
+from benchmarks.common.summary import format_pm
 from pyg_hgconv.nn.conv.registry import get_conv
 
+from .comparison import (
+    HG_MODEL,
+    PAPER_TABLE3,
+    difference_text,
+    model_summaries,
+    pairwise,
+    ranking,
+)
 from .operator import GRAPH_CONVS, GRID_CONVS
+from .task import PROTOCOLS
 
 __all__ = ["REFERENCE_RATIO", "fairness_notes", "findings", "operator_tables", "plots",
-           "task_table"]
+           "task_tables"]
 
 #: the paper's default downsampling ratio: the headline rows use it
 REFERENCE_RATIO = "1/64"
@@ -138,7 +148,7 @@ def clustering_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
         row = {"map": _size(r), **r}
         steps = r.get("clustering_flops_steps", {})
         row["slic_mflops"] = steps.get("slic", 0) / 1e6
-        row["embed_mflops"] = steps.get("embed", 0) / 1e6
+        row["embed_mflops"] = steps.get("embedding", 0) / 1e6
         row["candidates_mflops"] = steps.get("candidates", 0) / 1e6
         if r.get("module_flops"):
             row["share_of_module"] = (r["module_flops_components"].get("clustering", 0)
@@ -176,23 +186,84 @@ def operator_tables(records: Sequence[Record]) -> dict[str, str]:
     return tables
 
 
-def task_table(records: Sequence[Record]) -> str:
-    """One row per trained model."""
+PROTOCOL_TITLES = {"scratch": "w/o transfer", "transfer": "w/ transfer"}
+
+
+def task_tables(records: Sequence[Record]) -> dict[str, str]:
+    """The task part's tables: Table 3 side by side with the paper's, every
+    model (mean ± std over seeds, paired differences to HG-Conv and to the grid
+    model), every pair of models and every seed."""
+    summaries = model_summaries(records)
+    tables = {
+        "Task: Table 3 (val mIoU %, mean ± std over seeds; the paper's Cityscapes / ADE20K / "
+        "PASCAL-Context numbers for reference)": table3(summaries),
+        "Task: every model (paired per-seed differences; 'resolved' = every seed agrees on the "
+        "sign and the paired t-test gives p < 0.05)": summary_table(summaries),
+    }
+    for protocol in PROTOCOLS:
+        pairs = pairwise(records, protocol)
+        if pairs:
+            tables[f"Task, {PROTOCOL_TITLES[protocol]}: every pair of models"] = markdown_table(
+                [{"a": c["a"], "b": c["b"], "diff": difference_text(c),
+                  "per_seed": ", ".join(f"{100 * d:+.1f}" for d in c["diffs"])} for c in pairs],
+                [("a", "model A (higher mean)"), ("b", "model B"),
+                 ("diff", "A - B, mIoU points"), ("per_seed", "per seed")])
+    tables["Task: every training run"] = markdown_table(
+        [dict(r, status=_status(r)) for r in records], [
+            ("protocol", "protocol"), ("model", "model"), ("seed", "seed"),
+            ("miou", "val mIoU", ".4f"), ("pixel_accuracy", "pixel acc", ".4f"),
+            ("gflops_per_image", "GFLOPs/img", ".4f"), ("stage4_gflops", "of which stage 4",
+                                                        ".4f"),
+            ("groups", "groups/img", ".1f"), ("train_time_s", "train s", ".1f"),
+            ("status", "status")])
+    return tables
+
+
+def table3(summaries: Sequence[Record]) -> str:
+    """Rows per conv, the two protocols side by side, the paper's numbers beside."""
     rows = []
-    for r in records:
-        row = dict(r)
-        row["status"] = _status(r)
-        rows.append(row)
+    convs = [c for c in ("gcn", "dynamic_edge", "gmm", "spline", "hgconv")
+             if any(s["conv"] == c for s in summaries)]
+    for conv in [*convs, "conv2d"]:
+        for cell in dict.fromkeys(s["cell"] for s in summaries if s["conv"] == conv):
+            row: dict[str, Any] = {}
+            for protocol in PROTOCOLS:
+                s = next((x for x in summaries if x["conv"] == conv and x["cell"] == cell
+                          and x["protocol"] == protocol), None)
+                row["model"] = row.get("model") or (s["model"] if s else None)
+                row[protocol] = (format_pm(s["miou"], s["miou_std"], seeds=s["seeds"],
+                                           scale=100.0) if s else "-")
+                row[f"{protocol}_hg"] = difference_text(s.get("hg_vs")) if s else "-"
+                paper = PAPER_TABLE3.get(conv, {}).get(protocol)
+                row[f"{protocol}_paper"] = " / ".join(f"{v:.1f}" for v in paper) if paper else "-"
+            rows.append(row)
     return markdown_table(rows, [
-        ("model", "model"), ("conv", "conv in stage 4"), ("miou", "val mIoU", ".4f"),
-        ("pixel_accuracy", "pixel acc", ".4f"), ("gflops_per_image", "GFLOPs/img", ".4f"),
-        ("stage4_gflops", "of which stage 4", ".4f"), ("params", "params", _int),
-        ("probe_step_s", "1st step s", ".2f"),
-        ("groups", "groups/img", ".1f"), ("train_time_s", "train s", ".1f"),
-        ("epochs", "epochs"), ("status", "status")])
+        ("model", "model"), ("scratch", "w/o transfer: ours"),
+        ("scratch_hg", "HG-Conv - this (points)"), ("scratch_paper", "paper w/o"),
+        ("transfer", "w/ transfer: ours"), ("transfer_hg", "HG-Conv - this (points)"),
+        ("transfer_paper", "paper w/")])
 
 
-def fairness_notes(edge_threshold: float) -> str:
+def summary_table(summaries: Sequence[Record]) -> str:
+    rows = []
+    for s in summaries:
+        rows.append({**s, "protocol": PROTOCOL_TITLES.get(s["protocol"], s["protocol"]),
+                     "miou_pm": format_pm(s["miou"], s["miou_std"], seeds=s["seeds"],
+                                          scale=100.0),
+                     "per_seed_text": ", ".join(f"{100 * v:.1f}" for v in
+                                                s["per_seed"].values()),
+                     "hg": difference_text(s.get("hg_vs")),
+                     "grid": difference_text(s.get("vs_grid"))})
+    return markdown_table(rows, [
+        ("protocol", "protocol"), ("model", "model"), ("miou_pm", "val mIoU %"),
+        ("per_seed_text", "per seed"), ("hg", "HG-Conv - this"),
+        ("grid", "this - ResNet18-Dilation"), ("gflops_per_image", "GFLOPs/img", ".4f"),
+        ("stage4_gflops", "stage-4 GFLOPs", ".4f"), ("params", "params", _int),
+        ("groups", "groups/img", ".1f"), ("train_time_s", "train s/seed", ".1f"),
+        ("transfer_note", "3x3 kernels")])
+
+
+def fairness_notes(edge_threshold: float, direction_rule: str = "paper") -> str:
     """What each baseline sees of the group graph (the choices behind the comparison)."""
     return "\n".join([
         "How the baselines use the same group graphs (choices that can weaken them):",
@@ -204,18 +275,22 @@ def fairness_notes(edge_threshold: float) -> str:
         "* **gmm** (8 Gaussian kernels) and **spline** (3x3 B-spline kernels, degree 1): "
         "continuous Cartesian pseudo-coordinates of the group centroids (PyG's Cartesian "
         "transform, one maximum per batch); they **ignore the adjacency weights**: every edge "
-        "above the threshold counts fully, mean aggregation. On CPU, torch-spline-conv runs "
-        "its generic (\"non-optimized\", as PyG warns) kernels: spline's times are not "
-        "tuned figures.",
+        "above the threshold counts fully, mean aggregation. SplineConv runs as "
+        "FusedSplineConv by default (the same function and parameters as PyG's layer, tested "
+        "against it; `--spline-impl pyg` runs PyG's own, torch-spline-conv's CPU kernels).",
         "* **dynamic_edge** (EdgeConv MLP 2C -> 3C -> C, k = 8): **ignores the group graph "
         "entirely**; it builds a k-NN graph in feature space over the groups of each image "
         "(max aggregation), so it has no spatial neighbourhood.",
-        f"* Edges are kept where the adjacency weight exceeds edge_threshold = {edge_threshold:g} "
-        "(the paper's default 1e-7). Soft assignment tails then link groups that barely touch; "
-        "the weight-ignoring convs treat those links like real contacts. "
-        "`--edge-threshold 0.5` keeps only groups that share at least half a pixel of border.",
+        f"* Edges are kept where the adjacency weight is at least edge_threshold = "
+        f"{edge_threshold:g} (supplementary B: 1e-7); weights count pixel contacts, so a "
+        "higher threshold keeps only groups that really touch. Each pair of groups gets one "
+        f"direction type by the rule '{direction_rule}' (`--direction-rule`).",
         "* Parameter counts are matched to HG-Conv's 9 C^2 where the layer allows it (table "
         "above); GCN has 1/9 of them by design.",
+        "* w/ transfer: every model starts from the ResNet18-Dilation trained w/o transfer "
+        "with the same seed; the stage's 3x3 kernels reach the graph convs that have a "
+        "mapping (hgconv exactly, spline as an initialisation; gcn, gmm and dynamic_edge "
+        "keep their own), everything else is copied.",
     ])
 
 
@@ -250,8 +325,17 @@ def plots(operator: Sequence[Record], task: Sequence[Record], out_dir: Path) -> 
             title="graph conv alone vs downsampling ratio")
     done = _ok(task)
     if done:
-        out["Validation mIoU vs GFLOPs per image"] = scatter_plot(
-            done, "gflops_per_image", "miou", "model", out_dir / "task_miou_vs_gflops.png",
+        seeds = [dict(r, protocol=PROTOCOL_TITLES.get(r.get("protocol"), r.get("protocol")),
+                      short=r["model"].replace("HG-ResNet18 ", "HG ").replace("ResNet18-", ""))
+                 for r in done]
+        out["Validation mIoU of every seed, mean ± std per model and protocol"] = seed_plot(
+            seeds, "short", "miou", out_dir / "task_miou_per_seed.png", group="protocol",
+            ylabel="val mIoU", title="segmentation: spread over seeds")
+        summaries = [dict(s, label=f"{s['model']} ({PROTOCOL_TITLES[s['protocol']]})")
+                     for s in model_summaries(done)]
+        out["Validation mIoU vs GFLOPs per image (mean ± std over seeds)"] = scatter_plot(
+            summaries, "gflops_per_image", "miou", "label",
+            out_dir / "task_miou_vs_gflops.png", yerr="miou_std",
             xlabel="GFLOPs per image (mean over val images)", ylabel="val mIoU",
             title="segmentation: accuracy vs cost")
     return out
@@ -263,26 +347,42 @@ def _ranking(rows: Sequence[Record], field: str, fmt: str) -> str:
     return " > ".join(f"{r['conv']} {format(r[field], fmt)}" for r in ordered)
 
 
-def findings(operator: Sequence[Record], task: Sequence[Record]) -> str:
-    """What the numbers of this run say, computed from the records (one seed,
-    one machine: a reading aid, not a significance test)."""
+def findings(operator: Sequence[Record], task: Sequence[Record],
+             stage_share_goal: float = 0.5) -> str:
+    """What the numbers of this run say, computed from the records; a
+    difference between two models is called only when it is resolved over the
+    seeds (:mod:`.comparison`)."""
     lines: list[str] = []
-    done = _ok(task)
-    graph = [r for r in done if r["conv"] in GRAPH_CONVS]
-    grid = [r for r in done if r["conv"] not in GRAPH_CONVS]
-    if graph:
-        lines.append(f"* Task, val mIoU of the graph convs in the same slot: "
-                     f"{_ranking(graph, 'miou', '.4f')}.")
-        lines.append("* Task, GFLOPs per image: " + ", ".join(
-            f"{r['model']} {r['gflops_per_image']:.3f}" for r in (*graph, *grid)) + ".")
-    skipped = [r for r in task if r.get("status") == "skipped"]
-    if skipped:
-        lines.append("* Task, not trained (over the time cap): " + ", ".join(
-            f"{r['conv']} (one step {r['probe_step_s']:.1f} s, projected "
-            f"{r['projected_train_s'] / 60:.0f} min)" for r in skipped) + ".")
-    if grid:
-        lines.append("* Task, grid baselines: " + ", ".join(
-            f"{r['model']} mIoU {r['miou']:.4f}" for r in grid) + ".")
+    summaries = model_summaries(task)
+    for protocol in PROTOCOLS:
+        text = ranking(task, protocol)
+        if text:
+            lines.append(f"* Task, {PROTOCOL_TITLES[protocol]}, val mIoU (%; '>' resolved, "
+                         f"'~' not resolved): {text}.")
+    for protocol in PROTOCOLS:
+        others = [s for s in summaries if s["protocol"] == protocol and s["kind"] == "graph"
+                  and s["model"] != HG_MODEL and s.get("hg_vs")]
+        if others:
+            lines.append(f"* Task, {PROTOCOL_TITLES[protocol]}, HG-Conv against the other graph "
+                         "convs in the slot: " + "; ".join(
+                             f"vs {s['conv']} {difference_text(s['hg_vs'])}" for s in others)
+                         + ".")
+        hg = next((s for s in summaries if s["protocol"] == protocol
+                   and s["model"] == HG_MODEL), None)
+        grid = next((s for s in summaries if s["protocol"] == protocol
+                     and s["cell"] == "resnet18-dilated"), None)
+        if hg is not None and grid is not None and hg.get("vs_grid"):
+            share = (hg["stage4_gflops"] / grid["stage4_gflops"]
+                     if hg.get("stage4_gflops") and grid.get("stage4_gflops") else None)
+            share_text = (f"{share:.0%} of the stage-4 GFLOPs "
+                          f"({'<' if share < stage_share_goal else '>='} "
+                          f"{stage_share_goal:.0%})" if share is not None else "")
+            lines.append(f"* Task, {PROTOCOL_TITLES[protocol]}, HG-ResNet18 - ResNet18-Dilation: "
+                         f"{difference_text(hg['vs_grid'])} at {share_text}.")
+    errors = [r for r in task if r.get("status") == "error"]
+    if errors:
+        lines.append("* Task, not trained: " + ", ".join(
+            f"{r['model']} ({r.get('error')})" for r in errors) + ".")
     ok = _ok(operator)
     if ok:
         largest = max(r["pixels"] for r in ok)
@@ -304,6 +404,6 @@ def findings(operator: Sequence[Record], task: Sequence[Record]) -> str:
                 f"time; the clustering is {hg['clustering_fwd_ms'] / hg['module_fwd_ms']:.0%} "
                 "of the module's forward time.")
     if lines:
-        lines.insert(0, "Findings of this run (computed from the records above; one seed, one "
-                        "machine -- small differences are within run-to-run noise):\n")
+        lines.insert(0, "Findings of this run (computed from the records above; times from one "
+                        "machine, accuracies over the seeds):\n")
     return "\n".join(lines)

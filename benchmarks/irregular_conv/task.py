@@ -1,9 +1,7 @@
-r"""Task part: the graph convs in HG-ResNet-18's stage-4 slot, trained on CamVid.
+r"""Task part: the graph convs in HG-ResNet-18's stage-4 slot, trained on CamVid,
+under the two protocols of the paper's Table 3, with several seeds.
 
-One model per cell, each trained from scratch with the same schedule, data
-order and initialisation seed by :func:`benchmarks.common.dense_prediction.train_and_evaluate`
-(THE training loop, checkpoints, resume, evaluation with the metrics module,
-FLOPs averaged over the validation images):
+Models (``conv`` / ``cell``):
 
 ==================  ====================  ===================================================
 ``conv``            ``cell``              model
@@ -14,71 +12,79 @@ dynamic_edge                              the stage-3 map with ``conv`` in every
                                           fused with stage 3 (the slot of the paper's Table 3)
 conv2d              ``resnet18-dilated``  :class:`~pyg_hgconv.nn.models.ResNetSeg`, stages 3-4
                                           dilated (output stride 8: "ResNet-Dilation")
-conv2d              ``resnet18-plain``    :class:`~pyg_hgconv.nn.models.ResNetSeg` without
-                                          dilation (output stride 32)
+conv2d              ``resnet18-plain``    the same without dilation (output stride 32; ``--full``)
 ==================  ====================  ===================================================
 
-The task, data, loss, metrics and base schedule are those of the
-``segmentation`` task of :mod:`benchmarks.common.dense_prediction` (CamVid, or the
-generated HeterogeneousScenes when it is absent); this benchmark shortens the
-default schedule (:data:`SCHEDULE_CHANGES`) so that the models fit its time
-budget. The HG models use the task's clustering options and ``hg_ratio`` and
-the benchmark's ``--edge-threshold``.
+Protocols (``protocol``), Table 3's two blocks:
 
-Time cap
---------
-Before a model is trained, one training step (forward, backward, Adam step on
-the first training batch, on a copy of the model) is timed and multiplied by
-the planned number of steps. A model whose projected training time exceeds
-the cap (``--max-train-minutes``; the default schedule's
-:data:`MAX_TRAIN_MINUTES`, none for ``--quick`` and ``--full``) is not trained:
-its record has ``status='skipped'``, the measured step time and the
-projection. The rule is the same for every model; on 2 CPU cores it is meant
-for PyG's SplineConv, whose CPU kernels (torch-spline-conv) take tens of
-seconds per step where the other convs take under one. The first step
-carries one-off costs, so the projection errs on the high side.
+* ``scratch`` ("w/o transfer"): every model trained from its seeded
+  initialisation;
+* ``transfer`` ("w/ transfer"): the ResNet18-Dilation trained from scratch with
+  the same seed is the pretrained model; every model of the block starts from
+  it and is fine-tuned with the same schedule -- the grid model itself, and the
+  HG models converted from it by :func:`~pyg_hgconv.nn.models.hg_from_grid`:
+  stages 1-3 and the heads copied, stage 4 moved onto the group graph with its
+  BatchNorms and 1x1 layers, the fusion conv starting as a pass-through, and
+  the stage's 3x3 kernels copied into the graph convs through their registry
+  mapping where one exists (``ConvSpec.transfer``: exact for ``hgconv``, an
+  initialisation for ``spline``; ``gcn``, ``gmm`` and ``dynamic_edge`` keep
+  their own initialisation there). Each record says which
+  (``transfer_note``).
+
+The default schedule follows Table 3's own split (:data:`PROTOCOL_CONVS`: GCN
+and DynamicEdgeConv w/o transfer, GMM and Spline w/ transfer, HG-Conv and the
+grid model in both); ``--full`` trains every conv under both protocols. Every
+model trains with every seed of the schedule (``--seed``, ``--seed + 1``, ...),
+the same data order and augmentation for every model of a seed, so that the
+models can be compared seed by seed (:func:`~benchmarks.common.summary.paired_difference`).
+The task, data, loss, metrics and base schedule are those of the
+``segmentation`` task of :mod:`benchmarks.common.dense_prediction`, shortened
+(:data:`SCHEDULE_CHANGES`) so that the default run fits its time budget.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from benchmarks.common.cli import schedule_name
 from benchmarks.common.results import ResultStore, run_cells
 from benchmarks.common.training import seed_everything
+from pyg_hgconv.nn.conv.registry import get_conv
 
-from .operator import GRAPH_CONVS, missing_backend
+from .operator import GRAPH_CONVS
 from .schedules import IrregularSchedule
 
-__all__ = ["MAX_TRAIN_MINUTES", "SCHEDULE_CHANGES", "TASK", "max_train_seconds", "measure_task",
-           "project_training", "run", "task_cells", "task_config", "task_schedule"]
+__all__ = ["PROTOCOLS", "PROTOCOL_CONVS", "SCHEDULE_CHANGES", "TASK", "measure_task", "run",
+           "task_cells", "task_config", "task_schedule"]
 
 #: the task of :mod:`benchmarks.common.dense_prediction` this part trains on
 TASK = "segmentation"
-#: changes to the task's schedules (``TaskSchedule.replace``): all the models
-#: must fit the default run's budget (under 15 minutes with the operator part)
-#: (one seed per conv: the part compares many convs, not seeds)
+#: the two blocks of Table 3
+PROTOCOLS = ("scratch", "transfer")
+#: changes to the task's schedules (``TaskSchedule.replace``): the models of both
+#: blocks, with every seed, must fit the default run's budget with the operator part
 SCHEDULE_CHANGES: dict[str, dict[str, Any]] = {
-    "quick": {"seeds": 1},
-    "default": {"epochs": 4, "max_train_items": 184, "seeds": 1},
-    "full": {"seeds": 1},
+    "quick": {"seeds": 2},
+    "default": {"epochs": 4, "max_train_items": 184, "seeds": 3},
+    "full": {"seeds": 3},
 }
-GRID_CELLS = {"resnet18-dilated": True, "resnet18-plain": False}
-#: default cap on a model's projected training time per schedule (``None``: no cap)
-MAX_TRAIN_MINUTES: dict[str, float | None] = {"quick": None, "default": 5.0, "full": None}
-
-
-def max_train_seconds(args: argparse.Namespace) -> float | None:
-    """The cap in force: ``--max-train-minutes`` (``0``: none) or the schedule's."""
-    minutes = getattr(args, "max_train_minutes", None)
-    if minutes is None:
-        minutes = MAX_TRAIN_MINUTES[schedule_name(args)]
-    return None if minutes is None or minutes <= 0 else 60.0 * minutes
+#: graph convs per protocol and schedule (Table 3's split by default)
+PROTOCOL_CONVS: dict[str, dict[str, tuple[str, ...]]] = {
+    "quick": {"scratch": ("hgconv", "gcn", "dynamic_edge"),
+              "transfer": ("hgconv", "gmm", "spline")},
+    "default": {"scratch": ("hgconv", "gcn", "dynamic_edge"),
+                "transfer": ("hgconv", "gmm", "spline")},
+    "full": {"scratch": GRAPH_CONVS, "transfer": GRAPH_CONVS},
+}
+#: grid models per schedule: cell -> dilated (the plain one only in --full, w/o transfer)
+GRID_CELLS: dict[str, dict[str, bool]] = {
+    "quick": {"resnet18-dilated": True},
+    "default": {"resnet18-dilated": True},
+    "full": {"resnet18-dilated": True, "resnet18-plain": False},
+}
+#: the grid model the transfer block starts from
+PRETRAINED_CELL = "resnet18-dilated"
 
 
 def task_schedule(name: str):
@@ -88,38 +94,112 @@ def task_schedule(name: str):
     return resolve_schedule(TASK, name).replace(**SCHEDULE_CHANGES[name])
 
 
+def seeds_of(args: argparse.Namespace) -> list[int]:
+    """The training seeds: ``--seed``, ``--seed + 1``, ... (the schedule's number)."""
+    return [int(args.seed) + i for i in range(task_schedule(schedule_name(args)).seeds)]
+
+
 def task_config(args: argparse.Namespace, schedule: IrregularSchedule) -> dict[str, Any]:
     """The task part of the protocol configuration."""
     from benchmarks.common.dense_prediction import get_task
 
     spec = get_task(TASK)
-    return {"task": TASK, "schedule": task_schedule(schedule_name(args)).to_dict(),
-            "max_train_s": max_train_seconds(args),
+    name = schedule_name(args)
+    return {"task": TASK, "schedule": task_schedule(name).to_dict(),
+            "seeds": seeds_of(args), "protocol_convs": {k: list(v) for k, v in
+                                                       PROTOCOL_CONVS[name].items()},
+            "grid_cells": dict(GRID_CELLS[name]),
             "hg_options": dict(spec.hg_options), "paper_setup": spec.paper_setup,
             "split": "train / val (CamVid folders as given; evenly spaced subsets)"}
 
 
-def task_cells() -> list[dict[str, Any]]:
-    """The models of the task part (graph convs first, then the grid baselines)."""
-    cells = [{"part": "task", "conv": conv, "cell": "hg-resnet18", "model": f"HG-ResNet18 ({conv})",
-              "kind": "graph"} for conv in GRAPH_CONVS]
-    cells += [{"part": "task", "conv": "conv2d", "cell": name, "kind": "grid",
-               "model": f"ResNet18-{'Dilation' if dilated else 'Plain'}"}
-              for name, dilated in GRID_CELLS.items()]
+def task_cells(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (model, protocol, seed) of the schedule: all ``scratch`` models
+    first (the ``transfer`` block starts from the scratch grid model)."""
+    name = schedule_name(args)
+    cells = []
+    for protocol in PROTOCOLS:
+        for seed in seeds_of(args):
+            grids = GRID_CELLS[name] if protocol == "scratch" else {PRETRAINED_CELL: True}
+            for cell, dilated in grids.items():
+                cells.append({"part": "task", "conv": "conv2d", "cell": cell, "kind": "grid",
+                              "protocol": protocol, "seed": seed,
+                              "model": f"ResNet18-{'Dilation' if dilated else 'Plain'}"})
+            for conv in PROTOCOL_CONVS[name][protocol]:
+                cells.append({"part": "task", "conv": conv, "cell": "hg-resnet18",
+                              "kind": "graph", "protocol": protocol, "seed": seed,
+                              "model": f"HG-ResNet18 ({conv})"})
     return cells
 
 
-def build_task_model(cell: dict[str, Any], sched, seed: int, edge_threshold: float):
-    """The (seeded) model of a task cell."""
-    from benchmarks.common.dense_prediction import build_model, get_task
+def hg_options(args: argparse.Namespace, sched) -> dict[str, Any]:
+    """The clustering options of the HG models (the task's, the schedule's ratio
+    and the benchmark's graph options)."""
+    from benchmarks.common.dense_prediction import get_task
+
+    return {**get_task(TASK).hg_options, "ratio": sched.hg_ratio,
+            "edge_threshold": args.edge_threshold, "direction_rule": args.direction_rule}
+
+
+def conv_kwargs_of(args: argparse.Namespace, conv: str) -> dict[str, Any] | None:
+    """Extra arguments of a graph conv: the SplineConv implementation (``--spline-impl``)."""
+    return {"impl": args.spline_impl} if conv == "spline" else None
+
+
+def build_grid_model(cell: dict[str, Any], sched, seed: int):
+    """The seeded grid model of a cell."""
+    from benchmarks.common.dense_prediction import get_task
     from pyg_hgconv.nn.models import ResNetSeg
 
     seed_everything(seed)
-    if cell["kind"] == "graph":
-        return build_model(TASK, "hg", sched, conv=cell["conv"], edge_threshold=edge_threshold)
-    spec = get_task(TASK)
-    return ResNetSeg(sched.backbone, spec.num_classes, width=sched.width,
-                     dilated=GRID_CELLS[cell["cell"]])
+    dilated = cell["cell"] != "resnet18-plain"
+    return ResNetSeg(sched.backbone, get_task(TASK).num_classes, width=sched.width,
+                     dilated=dilated)
+
+
+def build_scratch_model(cell: dict[str, Any], args: argparse.Namespace, sched):
+    """The seeded model of a ``scratch`` cell."""
+    from benchmarks.common.dense_prediction import build_model
+
+    if cell["kind"] == "grid":
+        return build_grid_model(cell, sched, cell["seed"])
+    seed_everything(cell["seed"])
+    # the task's clustering options and ratio, the benchmark's graph options
+    return build_model(TASK, "hg", sched, conv=cell["conv"], edge_threshold=args.edge_threshold,
+                       direction_rule=args.direction_rule,
+                       conv_kwargs=conv_kwargs_of(args, cell["conv"]))
+
+
+def pretrained_grid(seed: int, args: argparse.Namespace, sched, runs_dir: Path, data):
+    """The ResNet18-Dilation trained from scratch with ``seed`` (loaded from its
+    finished run, which the ``scratch`` block wrote)."""
+    from benchmarks.common.dense_prediction import train_and_evaluate
+
+    cell = {"cell": PRETRAINED_CELL, "conv": "conv2d", "protocol": "scratch", "seed": seed}
+    model = build_grid_model(cell, sched, seed)
+    train_and_evaluate(model, TASK, schedule=sched, out_dir=run_dir_of(runs_dir, cell),
+                       seed=seed, fresh=False, threads=args.threads, progress=False,
+                       device=args.device, data=data)
+    return model
+
+
+def build_transfer_model(cell: dict[str, Any], args: argparse.Namespace, sched,
+                         runs_dir: Path, data):
+    """The model of a ``transfer`` cell: the pretrained grid model of its seed,
+    or the HG model converted from it (see the module docstring)."""
+    from pyg_hgconv.nn.models import hg_from_grid
+
+    grid = pretrained_grid(cell["seed"], args, sched, runs_dir, data)
+    if cell["kind"] == "grid":
+        return grid
+    seed_everything(cell["seed"])  # the layers the HG model adds (fusion, embedding)
+    return hg_from_grid(grid, conv=cell["conv"], conv_kwargs=conv_kwargs_of(args, cell["conv"]),
+                        **hg_options(args, sched))
+
+
+def run_dir_of(runs_dir: Path, cell: dict[str, Any]) -> Path:
+    """Where a cell's training run lives."""
+    return runs_dir / cell["protocol"] / f"{cell['cell']}-{cell['conv']}" / f"seed{cell['seed']}"
 
 
 #: fields of :func:`~benchmarks.common.dense_prediction.train_and_evaluate`'s record kept here
@@ -130,71 +210,44 @@ _KEPT = ("dataset", "data_note", "split", "input_size", "variant", "miou", "pixe
          "flops_time_s", "run_dir")
 
 
-def project_training(model: torch.nn.Module, data, sched, device: str) -> dict[str, Any]:
-    """Time one training step of a copy of ``model`` on the first training batch
-    and project it onto the schedule (see "Time cap" in the module docstring).
-    The model itself and the training run are untouched (the training loop
-    re-seeds every epoch)."""
-    from benchmarks.common.dense_prediction import compute_loss
-    from benchmarks.common.training import make_loader, move_to_device
-
-    loader = make_loader(data.train, sched.batch_size, shuffle=False, drop_last=True)
-    steps_per_epoch = len(loader)
-    if sched.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, sched.max_steps_per_epoch)
-    probe = copy.deepcopy(model).to(device).train()
-    optimizer = torch.optim.Adam(probe.parameters(), lr=sched.lr)
-    batch = move_to_device(next(iter(loader)), torch.device(device))
-    tic = time.perf_counter()
-    loss, _ = compute_loss(TASK)(probe, batch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    step = time.perf_counter() - tic
-    steps = sched.epochs * steps_per_epoch
-    return {"probe_step_s": step, "planned_steps": steps, "projected_train_s": step * steps}
-
-
 def measure_task(cell: dict[str, Any], args: argparse.Namespace, sched, runs_dir: Path,
                  progress: bool = True) -> dict[str, Any]:
-    """Train and score the model of ``cell`` (checkpoints in
-    ``runs_dir/<cell>-<conv>``). A conv whose compiled backend is missing gives
-    ``{"status": "error", "error": ...}``, a model over the time cap
-    ``{"status": "skipped", "reason": ..., <its projection>}``."""
+    """Train (or fine-tune) and score the model of ``cell``; checkpoints in
+    :func:`run_dir_of`. A conv whose compiled backend is missing gives
+    ``{"status": "error", "error": ...}``."""
     from benchmarks.common.dense_prediction import load_task_data, train_and_evaluate
+
+    from .operator import missing_backend
 
     missing = missing_backend(cell["conv"])
     if missing is not None:
         return {"status": "error",
                 "error": f"backend {missing!r} is not installed: {cell['conv']!r} cannot run"}
-    model = build_task_model(cell, sched, args.seed, args.edge_threshold)
-    params = sum(p.numel() for p in model.parameters())
     data = load_task_data(TASK, args.data_root, sched)
-    projection = project_training(model, data, sched, args.device)
-    cap = max_train_seconds(args)
-    if cap is not None and projection["projected_train_s"] > cap:
-        return {"status": "skipped", "params": params, "max_train_s": cap, **projection,
-                "reason": (f"projected training time {projection['projected_train_s'] / 60:.1f} "
-                           f"min ({projection['planned_steps']} steps of "
-                           f"{projection['probe_step_s']:.1f} s) exceeds the cap of "
-                           f"{cap / 60:.1f} min; --max-train-minutes 0 lifts it")}
-    run_dir = runs_dir / f"{cell['cell']}-{cell['conv']}"
-    record = train_and_evaluate(model, TASK, data_root=args.data_root, schedule=sched,
-                                out_dir=run_dir, seed=args.seed, fresh=args.fresh,
-                                threads=args.threads, progress=progress, device=args.device,
-                                data=data)
+    if cell["protocol"] == "scratch":
+        model = build_scratch_model(cell, args, sched)
+    else:
+        model = build_transfer_model(cell, args, sched, runs_dir, data)
+    record = train_and_evaluate(model, TASK, schedule=sched, out_dir=run_dir_of(runs_dir, cell),
+                                seed=cell["seed"], fresh=args.fresh, threads=args.threads,
+                                progress=progress, device=args.device, data=data)
     out = {k: record[k] for k in _KEPT if k in record}
-    out.update(projection)
     out["dataset_note"] = record.get("data_note")
     out["groups"] = record.get("groups_per_image")
     out["stage4_gflops"] = record.get("stage_gflops")
+    if cell["kind"] == "graph":
+        spec = get_conv(cell["conv"])
+        out["transfer_note"] = (spec.transfer_note if cell["protocol"] == "transfer"
+                                else "trained from scratch")
+        out["settings"] = spec.describe(model.stage4.stage.blocks[0].conv1.layer)
     out["status"] = "ok"
     return out
 
 
 def run(args: argparse.Namespace, schedule: IrregularSchedule, store: ResultStore,
         progress: bool = True) -> list[dict[str, Any]]:
-    """Train every model that ``store`` has no record of; return all task records.
+    """Train every (model, protocol, seed) that ``store`` has no record of; return
+    all task records.
 
     Training runs live in ``<out>/runs/<protocol fingerprint>/``: a run is only
     resumed (or its finished weights reused) under the same protocol, e.g. not
@@ -203,6 +256,6 @@ def run(args: argparse.Namespace, schedule: IrregularSchedule, store: ResultStor
     """
     sched = task_schedule(schedule_name(args))
     runs_dir = Path(args.out) / "runs" / store.fingerprint
-    return run_cells(store, task_cells(),
+    return run_cells(store, task_cells(args),
                      lambda cell: measure_task(cell, args, sched, runs_dir, progress),
                      desc="task", progress=progress)

@@ -37,12 +37,31 @@ from tqdm.auto import tqdm
 from pyg_hgconv.data.group_graph import GroupGraph
 from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_conv, spec_of
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
+from pyg_hgconv.nn.pool.adjacency import block_positions
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
 from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
-from pyg_hgconv.profile.rules import GraphSize, assignment_pairs, clustering_flops
+from pyg_hgconv.profile.rules import (
+    GraphSize,
+    TilingSize,
+    assignment_pairs,
+    clustering_flops,
+    clustering_flops_ideal,
+)
 
 COMPONENTS = ("grid_conv", "graph_conv", "linear", "clustering", "elementwise")
+
+
+def tiling_size(graph, num_candidates: int) -> TilingSize:
+    """The :class:`~pyg_hgconv.profile.rules.TilingSize` of a group graph's
+    tiled assignment (one-pixel tiles for a graph in coordinate form only)."""
+    tiled = tiled_assignment_of(graph)
+    if tiled is None:
+        b, h, w = graph.num_images, *(int(v) for v in graph.image_size[0])
+        return TilingSize(b * h * w, 1, num_candidates, 0)
+    grid = tiled.grid
+    return TilingSize(grid.num_tiles, grid.tile_pixels, int(tiled.candidates.size(1)),
+                      grid.num_tiles * block_positions(grid))
 
 
 def _meta(*shape: int) -> Tensor:
@@ -143,6 +162,10 @@ class FlopCount:
         image_totals (tuple of int): per-image totals, when counted image by
             image (``count_flops(..., per_image=True)``).
         uncounted (tuple of str): module types met without a rule (counted 0).
+        ideal (dict): for the clustering steps whose tiled products also
+            multiply zeros, what a perfectly sparse implementation would cost
+            (:func:`~pyg_hgconv.profile.rules.clustering_flops_ideal`), by
+            ``"name[step]"``; for reference only, not part of ``total``.
     """
 
     total: int
@@ -151,6 +174,7 @@ class FlopCount:
     modules: Mapping[str, int]
     image_totals: tuple[int, ...] = ()
     uncounted: tuple[str, ...] = ()
+    ideal: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def zero(cls) -> FlopCount:
@@ -184,11 +208,14 @@ class FlopCount:
         modules: dict[str, int] = defaultdict(int, self.modules)
         for k, v in other.modules.items():
             modules[k] += v
+        ideal: dict[str, int] = defaultdict(int, self.ideal)
+        for k, v in other.ideal.items():
+            ideal[k] += v
         return FlopCount(
             self.total + other.total, self.num_images + other.num_images,
             {c: self.components.get(c, 0) + other.components.get(c, 0) for c in COMPONENTS},
             dict(modules), self.image_totals + other.image_totals,
-            tuple(sorted(set(self.uncounted) | set(other.uncounted))))
+            tuple(sorted(set(self.uncounted) | set(other.uncounted))), dict(ideal))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``per_image`` included)."""
@@ -197,6 +224,7 @@ class FlopCount:
         out["modules"] = dict(self.modules)
         out["image_totals"] = list(self.image_totals)
         out["uncounted"] = list(self.uncounted)
+        out["ideal"] = dict(self.ideal)
         out["per_image"] = self.per_image
         out["per_image_std"] = self.per_image_std
         return out
@@ -233,6 +261,7 @@ class _Counter:
         self.component: dict[str, str] = {}
         self.graphs: dict[int, Any] = {}
         self.pending: dict[int, tuple] = {}
+        self.ideal: dict[str, int] = defaultdict(int)
         self.unknown: set[str] = set()
         self.handles: list = []
 
@@ -321,19 +350,23 @@ class _Counter:
             if b == 0:
                 return
             k = num_groups_for(h * w, module.num_groups, module.ratio)
-            tiled = tiled_assignment_of(graph)
+            m = min(module.num_candidates, k)
             embed = module.embed
+            d = module.embed_channels or c
             steps = clustering_flops(
-                b, h, w, c, module.embed_channels or c, k, min(module.num_candidates, k),
-                module.num_iterations, graph.num_nodes, int(graph.assign_index.size(1)),
-                assignment_pairs(graph.assign_index, b, h, w),
-                attention=bound.get("attention") is not None,
-                tiles_per_image=tiled.grid.tiles_per_image if tiled is not None else None,
+                b, h, w, c, d, k, module.num_iterations, graph.num_nodes,
+                tiling_size(graph, m), attention=bound.get("attention") is not None,
                 embedding=embed is not None,
-                embedding_bias=embed is not None and embed.bias is not None)
+                embedding_bias=embed is not None and embed.bias is not None,
+                importance_channels=d if module.importance_from == "embedding" else c)
             for step, value in steps.items():
                 if value:
                     self.add(f"{key}[{step}]", "clustering", value)
+            ideal = clustering_flops_ideal(
+                b, h, w, c, d, k, m, module.num_iterations, graph.num_nodes,
+                int(graph.assign_index.size(1)), assignment_pairs(graph.assign_index, b, h, w))
+            for step, value in ideal.items():
+                self.ideal[f"{key}[{step}]"] += value
         return hook
 
     def _group_module_hooks(self, key: str, module):
@@ -352,11 +385,18 @@ class _Counter:
             out = output[0] if isinstance(output, tuple) else output
             b, c_in, h, w = x.shape
             nnz = int(graph.assign_index.size(1))
+            tiled = tiled_assignment_of(graph)
+            entries = tiled.weight.numel() if tiled is not None else None
+            c_out = out.size(1)
             if given is not None:
-                self.add(f"{key}[pool]", "clustering", (nnz + graph.num_nodes) * c_in)
+                self.add(f"{key}[pool]", "clustering",
+                         (entries if tiled is not None else nnz) * c_in + graph.num_nodes * c_in)
+                self.ideal[f"{key}[pool]"] += (nnz + graph.num_nodes) * c_in
             if needs_pseudo:
                 self.add(f"{key}[pseudo]", "graph_conv", 2 * int(graph.edge_index.size(1)))
-            self.add(f"{key}[unpool]", "clustering", (nnz + b * h * w) * out.size(1))
+            self.add(f"{key}[unpool]", "clustering", entries * (c_out + 1) if tiled is not None
+                     else (nnz + b * h * w) * c_out)
+            self.ideal[f"{key}[unpool]"] += (nnz + b * h * w) * c_out
         return pre_hook, hook
 
 
@@ -456,7 +496,7 @@ def count_flops(model: nn.Module, inputs: Tensor | Sequence[Any], *,
         components[counter.component[key]] += value
     return FlopCount(total=sum(components.values()), num_images=_num_images(args),
                      components=components, modules=dict(counter.flops),
-                     uncounted=tuple(sorted(counter.unknown)))
+                     uncounted=tuple(sorted(counter.unknown)), ideal=dict(counter.ideal))
 
 
 def average_flops(model: nn.Module, batches: Iterable[Tensor], *, elementwise: bool = True,

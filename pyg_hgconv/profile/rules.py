@@ -72,35 +72,38 @@ module                 FLOPs per call
                        :math:`+ [\text{mean}] N_t C_{out}`; max aggregation is free
 clustering             :class:`~pyg_hgconv.ImageToGroupGraph` on :math:`B` images of
                        :math:`n = HW` pixels, embedding width :math:`D` (:math:`D' =
-                       D + 2` with the coordinates), :math:`K` centres, :math:`m`
-                       candidates, :math:`T` SLIC iterations, :math:`G` groups,
-                       ``nnz`` assignment entries, by step (``name[step]``):
-
-                       * ``importance``: :math:`P (D + 1) + B n` over the :math:`P`
-                         neighbouring pixel pairs (squared distance, root, mean);
-                       * ``focus`` (with attention, Eq. 11): :math:`2 B n`;
-                       * ``features``: :math:`4 B n D + 2 n` (standardisation,
-                         scaling, coordinates);
-                       * ``candidates``: :math:`2 B t K + 2 B n m` over the
-                         :math:`t` tiles of an image (spatial distance from every
-                         tile to every centre; every pixel's nearest candidate);
-                       * ``slic``: :math:`T [B n m (2 D' + 3) + B K D'] + B n m`
-                         (centre update, distances, softmax; final normalisation);
-                       * ``pooling`` (Eq. 5): :math:`(nnz + G)(C + 2)` (features
-                         and centroids);
-                       * ``adjacency`` (Eq. 4): one product
-                         :math:`S_{pg} S_{p+\delta,h}` per pair of assignment
-                         entries of neighbouring pixels, 4 directions (the other 4
-                         are transposes; noise cancelling and max direction are
-                         subtractions and comparisons).
+                       D + 2` with the coordinates), :math:`K` centres, :math:`T`
+                       SLIC iterations, :math:`G` groups; the tiled assignment has
+                       :math:`T_t` tiles of :math:`P` pixels (padding included)
+                       and :math:`m` candidates, :math:`E_S = T_t m P` stored
+                       entries. As the code runs, by step (``name[step]``):
 
                        * ``embedding`` (with ``embed_channels``): the 1x1
-                         projection, :math:`B n C D` :math:`+ [\text{bias}] B n D`
-                         (a ``Linear``'s rule).
+                         projection, :math:`B n C D` :math:`+ [\text{bias}] B n D`;
+                       * ``importance``: :math:`P_{px} (D + 1) + B n` over the
+                         :math:`P_{px}` neighbouring pixel pairs (:math:`C` instead of
+                         :math:`D` with ``importance_from='features'``);
+                       * ``focus`` (with attention, Eq. 11): :math:`2 B n`;
+                       * ``features``: :math:`4 B n D + 2 n`;
+                       * ``candidates``: :math:`2 T_t K + 2 E_S` (tile-to-centre
+                         distances, every pixel's nearest candidate);
+                       * ``slic``: :math:`T [E_S (2 D' + 3) + B K D'] + E_S`;
+                       * ``pooling`` (Eq. 5): :math:`(E_S + G)(C + 2)` (features
+                         and centroids);
+                       * ``adjacency`` (Eq. 4): :math:`m^2 \sum L` over the
+                         ``[m, L] x [L, m]`` block products of neighbouring tiles
+                         (4 directions; noise cancelling and the direction choice
+                         are subtractions and comparisons).
+
+                       :func:`clustering_flops_ideal` gives what a perfectly sparse
+                       implementation would cost (products over the ``nnz``
+                       non-zeros of :math:`S` only), for reference.
 group-graph module     :class:`~pyg_hgconv.nn.models.hg_conv_module.GroupGraphModule` (e.g.
                        :class:`~pyg_hgconv.HGConvModule`), by step: ``unpool``
-                       (Eq. 6) :math:`(nnz + B n) C_{out}`; ``pool`` with a given
-                       graph (Eq. 5) :math:`(nnz + G) C_{in}`; ``pseudo``
+                       (Eq. 6) :math:`E_S (C_{out} + 1)` (tiled; :math:`(nnz + B n)
+                       C_{out}` in coordinate form); ``pool`` with a given graph
+                       (Eq. 5) :math:`(E_S + G) C_{in}` (tiled; :math:`(nnz + G)
+                       C_{in}` in coordinate form); ``pseudo``
                        (Cartesian pseudo-coordinates of gmm/spline, once per graph)
                        :math:`2E`
 =====================  ==========================================================
@@ -231,24 +234,76 @@ def assignment_pairs(assign_index: Tensor, batch_size: int, height: int, width: 
     return total
 
 
+@dataclasses.dataclass(frozen=True)
+class TilingSize:
+    r"""The sizes of a tiled assignment the clustering's products run over.
+
+    Attributes:
+        tiles: tiles of the batch :math:`T_t`.
+        tile_pixels: pixels per tile :math:`P` (padding included).
+        candidates: candidate groups per tile :math:`m`.
+        adjacency_elements: :math:`\sum` over the ``[m, L] x [L, m]`` block
+            products of Eq. 4 of :math:`L` (block positions, padding included),
+            so that the products cost ``adjacency_elements * m * m``.
+    """
+
+    tiles: int
+    tile_pixels: int
+    candidates: int
+    adjacency_elements: int
+
+    @property
+    def entries(self) -> int:
+        """Stored entries of the tiled ``S``, :math:`T_t m P` (zeros included)."""
+        return self.tiles * self.candidates * self.tile_pixels
+
+
 def clustering_flops(batch_size: int, height: int, width: int, in_channels: int,
-                     embed_channels: int, num_centers: int, num_candidates: int,
-                     num_iterations: int, num_groups: int, nnz: int, adjacency_pairs: int,
-                     attention: bool = False, tiles_per_image: int | None = None,
-                     embedding: bool = False, embedding_bias: bool = True) -> dict[str, int]:
-    """FLOPs of :class:`~pyg_hgconv.ImageToGroupGraph` by step (row
-    ``clustering``); ``tiles_per_image`` defaults to one tile per pixel,
-    ``embedding`` says whether the transform has its 1x1 projection."""
-    b, n, d, k, m, t = (batch_size, height * width, embed_channels, num_centers,
-                        num_candidates, num_iterations)
-    tiles = n if tiles_per_image is None else tiles_per_image
+                     embed_channels: int, num_centers: int, num_iterations: int,
+                     num_groups: int, tiling: TilingSize, attention: bool = False,
+                     embedding: bool = False, embedding_bias: bool = True,
+                     importance_channels: int | None = None) -> dict[str, int]:
+    """FLOPs of :class:`~pyg_hgconv.ImageToGroupGraph` by step as the code runs
+    them (row ``clustering``): the tiled products cost every stored entry of
+    ``S``, zeros and padding included. ``embedding`` says whether the transform
+    has its 1x1 projection; ``importance_channels`` is the width of the map the
+    importance is computed on (default ``embed_channels``)."""
+    b, n, d, k, t = batch_size, height * width, embed_channels, num_centers, num_iterations
     d2 = d + 2
+    entries, tiles = tiling.entries, tiling.tiles
+    m = tiling.candidates
+    c_imp = d if importance_channels is None else importance_channels
     return {
         "embedding": embedding * (b * n * in_channels * d + embedding_bias * b * n * d),
-        "importance": pixel_pairs(b, height, width) * (d + 1) + b * n,
+        "importance": pixel_pairs(b, height, width) * (c_imp + 1) + b * n,
         "focus": 2 * b * n * attention,
         "features": 4 * b * n * d + 2 * n,
-        "candidates": 2 * b * tiles * k + 2 * b * n * m,
+        # tile -> centre distances (brute force) and every pixel's nearest candidate
+        "candidates": 2 * tiles * k + 2 * entries,
+        # per iteration: centre sums [m, P] x [P, D' + 1], distances [m, D'] x [D', P],
+        # the softmax (exp, divide); then the filter and the final normalisation
+        "slic": t * (entries * (2 * d2 + 3) + b * k * d2) + entries,
+        # [m, P] x [P, C] per tile, centroids [m, P] x [P, 2], the group averages
+        "pooling": entries * (in_channels + 2) + num_groups * (in_channels + 2),
+        # one [m, L] x [L, m] product per pair of neighbouring tiles and direction
+        "adjacency": tiling.adjacency_elements * m * m,
+    }
+
+
+def clustering_flops_ideal(batch_size: int, height: int, width: int, in_channels: int,
+                           embed_channels: int, num_centers: int, num_candidates: int,
+                           num_iterations: int, num_groups: int, nnz: int,
+                           adjacency_pairs: int) -> dict[str, int]:
+    """The steps of :func:`clustering_flops` that a perfectly sparse
+    implementation would cost less: products over the ``nnz`` non-zero entries
+    of ``S`` and the ``adjacency_pairs`` pairs of non-zero entries of
+    neighbouring pixels (:func:`assignment_pairs`) only. For reference; the
+    counter reports what runs."""
+    b, n, d, k, m, t = (batch_size, height * width, embed_channels, num_centers,
+                        num_candidates, num_iterations)
+    d2 = d + 2
+    return {
+        "candidates": 2 * b * n * m,
         "slic": t * (b * n * m * (2 * d2 + 3) + b * k * d2) + b * n * m,
         "pooling": (nnz + num_groups) * (in_channels + 2),
         "adjacency": adjacency_pairs,

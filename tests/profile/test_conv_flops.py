@@ -79,28 +79,33 @@ def test_graph_conv_options_change_the_count():
 
 
 def test_clustering_rule_matches_a_hand_count():
-    # T = 0 SLIC iterations: every pixel keeps its nearest centre only, so
-    # nnz = 20 pixels and the Eq. 4 products are the 55 neighbouring pixel pairs
-    # of a 4x5 image (16 right + 12 down-left + 15 down + 12 down-right).
+    # T = 0 SLIC iterations, K = 2 centres, m = 2 candidates on a 4x5 image: the
+    # tiles are 3x3 (r = sqrt(20 / 2) -> 3), 2 x 2 of them, so the tiled S stores
+    # E_S = 4 tiles * 2 candidates * 9 pixels = 72 entries (padding included).
     transform = ImageToGroupGraph(num_groups=2, num_candidates=2, num_iterations=0,
                                   learnable=False)
     x = torch.randn(1, 2, 4, 5)
     count = count_flops(transform, x)
     steps = {k.split("[")[1][:-1]: v for k, v in count.modules.items()}
+    # Eq. 4 blocks of a 3x3 tile: within the tile 4 directions padded to 6
+    # positions (right 6, down-left 4, down 6, down-right 4), across its
+    # borders 8 blocks padded to 3 positions: 48 positions, m * m products each
     assert steps == {
-        "importance": 55 * (2 + 1) + 20,   # pairs * (D + 1) + one mean per pixel
+        "importance": 55 * (2 + 1) + 20,   # 55 pixel pairs * (D + 1) + one mean per pixel
         "features": 4 * 20 * 2 + 2 * 20,   # standardisation + coordinates
-        # (dy^2 + dx^2) from the 4 tiles (3x3 pixels: r = sqrt(20 / 2) -> 3) to
-        # K = 2 centres, and from the 20 pixels to their m = 2 candidates
-        "candidates": 2 * 4 * 2 + 2 * 20 * 2,
-        "slic": 20 * 2,                    # final normalisation of the m = 2 candidates
-        "pooling": (20 + 2) * (2 + 2),     # features and centroids of G = 2 groups
-        "adjacency": 55,
+        "candidates": 2 * 4 * 2 + 2 * 72,  # tiles -> K centres, every entry's distance
+        "slic": 72,                        # the final normalisation
+        "pooling": 72 * (2 + 2) + 2 * (2 + 2),  # [m, P] x [P, C + 2] per tile, averages
+        "adjacency": 4 * 48 * 2 * 2,
     }
-    assert count.total == count.components["clustering"] == 664
+    assert count.total == count.components["clustering"] == 1681
+    # the ideal sparse counts ride along: 20 non-zeros, 55 pairs of them
+    ideal = {k.split("[")[1][:-1]: v for k, v in count.ideal.items()}
+    assert ideal == {"candidates": 2 * 20 * 2, "slic": 20 * 2, "pooling": (20 + 2) * 4,
+                     "adjacency": 55}
     # with attention (Eq. 11) the focus map costs 2 per pixel
     with_focus = count_flops(transform, (x, torch.rand(1, 1, 4, 5)))
-    assert with_focus.total == 664 + 40
+    assert with_focus.total == 1681 + 40
     # the 1x1 embedding (C = 2 -> D = 3, with bias) counts as a Linear would
     embedded = ImageToGroupGraph(2, num_groups=2, num_candidates=2, num_iterations=0,
                                  learnable=False, embed_channels=3)
@@ -119,14 +124,14 @@ def test_group_graph_module_counts_pool_conv_and_unpool():
     count = count_flops(module, x)
     hgconv = 2 * 2 * 9 * 2 + e * 2 + e + 2 * 2
     norm = 2 * 2 * 2        # affine BatchNorm on 2 nodes x 2 channels
-    unpool = (20 + 20) * 2  # nnz + pixels (row normalisation), x C_out
-    assert count.total == 664 + hgconv + norm + unpool
+    unpool = 72 * (2 + 1)   # [C, m] x [m, P] per tile + the row normalisation
+    assert count.total == 1681 + hgconv + norm + unpool
     assert count.components == {"grid_conv": 0, "graph_conv": hgconv, "linear": 0,
-                                "clustering": 664 + unpool, "elementwise": norm}
+                                "clustering": 1681 + unpool, "elementwise": norm}
     # re-using a graph: pooling replaces the clustering
     reuse = count_flops(module, (x,), kwargs={"graph": graph})
-    assert [v for k, v in reuse.modules.items() if k.endswith("[pool]")] == [(20 + 2) * 2]
-    assert reuse.components["clustering"] == (20 + 2) * 2 + unpool
+    assert [v for k, v in reuse.modules.items() if k.endswith("[pool]")] == [72 * 2 + 2 * 2]
+    assert reuse.components["clustering"] == 72 * 2 + 2 * 2 + unpool
     # gmm needs pseudo-coordinates: 2 per edge, once per graph
     gmm = HGConvModule(2, num_groups=2, num_candidates=2, num_iterations=0, learnable=False,
                        embed_channels=None, conv="gmm").eval()

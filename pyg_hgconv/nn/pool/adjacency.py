@@ -28,10 +28,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
-from pyg_hgconv.utils.directions import HALF_DIRECTIONS, NUM_DIRECTIONS, OFFSETS, SELF_LOOP
+from pyg_hgconv.utils.directions import (
+    HALF_DIRECTIONS,
+    NUM_DIRECTIONS,
+    OFFSETS,
+    SELF_LOOP,
+    direction_lengths,
+    displacement_direction,
+)
 
 #: supplementary B: adjacency weights below this are dropped
 EDGE_THRESHOLD = 1e-7
+#: how one direction per pair of groups is chosen (:func:`build_group_adjacency`)
+DIRECTION_RULES = ("paper", "length", "centroid")
 
 TypedEdges = tuple[Tensor, Tensor, Tensor]
 
@@ -233,8 +242,10 @@ def cancel_noise(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
 
 
 def keep_strongest_direction(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
-                             num_nodes: int) -> TypedEdges:
-    r"""Keep, per ordered pair (target, source), only the strongest direction.
+                             num_nodes: int, scale: Tensor | None = None) -> TypedEdges:
+    r"""Keep, per ordered pair (target, source), only the strongest direction
+    (of ``edge_weight / scale[edge_type]`` when ``scale`` ``[9]`` is given; the
+    kept weight is the unscaled one).
 
     Centre edges are kept. Ties break towards the smallest type when
     ``target < source`` and the largest otherwise, so the selection commutes
@@ -245,7 +256,8 @@ def keep_strongest_direction(edge_index: Tensor, edge_type: Tensor, edge_weight:
     pair = edge_index[1] * num_nodes + edge_index[0]
     _, inverse = torch.unique(pair, return_inverse=True)
     num_pairs = int(inverse.max()) + 1 if inverse.numel() else 0
-    weight = edge_weight.detach().masked_fill(centre, float("-inf"))
+    weight = edge_weight.detach() if scale is None else edge_weight.detach() / scale[edge_type]
+    weight = weight.masked_fill(centre, float("-inf"))
     best = weight.new_full((num_pairs,), float("-inf")).scatter_reduce(
         0, inverse, weight, reduce="amax")
     is_max = (weight == best[inverse]) & ~centre
@@ -255,6 +267,28 @@ def keep_strongest_direction(edge_index: Tensor, edge_type: Tensor, edge_weight:
         0, inverse, score, reduce="amin")
     keep = centre | (is_max & (score == best_score[inverse]))
     return edge_index[:, keep], edge_type[keep], edge_weight[keep]
+
+
+def keep_centroid_direction(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                            num_nodes: int, pos: Tensor) -> TypedEdges:
+    r"""One edge per ordered pair (target, source): its weight the sum over the
+    pair's directions (the whole contact), its type the sector of the centroid
+    displacement ``pos[source] - pos[target]``
+    (:func:`~pyg_hgconv.utils.directions.displacement_direction`); pairs with
+    coinciding centroids keep their strongest type. Centre edges are kept."""
+    centre = edge_type == SELF_LOOP
+    pair = edge_index[1] * num_nodes + edge_index[0]
+    unique, inverse = torch.unique(pair[~centre], return_inverse=True)  # sorted pairs
+    total = edge_weight.new_zeros(unique.numel()).index_add(0, inverse, edge_weight[~centre])
+    target, source = unique // num_nodes, unique % num_nodes
+    types = displacement_direction(pos[source].detach() - pos[target].detach())
+    # the strongest type of every pair (one edge per pair), in the order of ``unique``
+    s_index, s_type, _ = keep_strongest_direction(edge_index[:, ~centre], edge_type[~centre],
+                                                  edge_weight[~centre], num_nodes)
+    strongest = s_type[torch.argsort(s_index[1] * num_nodes + s_index[0])]
+    types = torch.where(types == SELF_LOOP, strongest, types)
+    return (torch.cat([torch.stack([source, target]), edge_index[:, centre]], 1),
+            torch.cat([types, edge_type[centre]]), torch.cat([total, edge_weight[centre]]))
 
 
 def finalize_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
@@ -283,15 +317,15 @@ DENSE_PIPELINE_LIMIT = 1 << 22
 
 def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True,
                           max_direction: bool = True,
-                          threshold: float = EDGE_THRESHOLD) -> TypedEdges:
+                          threshold: float = EDGE_THRESHOLD, direction_rule: str = "paper",
+                          pos: Tensor | None = None) -> TypedEdges:
     r"""The whole pipeline on a dense ``[9, N, N]`` array of :math:`\hat{A}^\delta`.
 
     The same steps as :func:`group_adjacency`, :func:`cancel_noise`,
-    :func:`keep_strongest_direction` and :func:`finalize_adjacency`, with the
-    same tie rule and the same output order (by target, then type, then
-    source), as a handful of array operations instead of sorts and searches.
-    For small graphs (:data:`DENSE_PIPELINE_LIMIT`), where :math:`9 N^2` is
-    a small array.
+    :func:`select_directions` and :func:`finalize_adjacency`, with the same tie
+    rule and the same output order (by target, then type, then source), as a
+    handful of array operations instead of sorts and searches. For small graphs
+    (:data:`DENSE_PIPELINE_LIMIT`), where :math:`9 N^2` is a small array.
     """
     n = assignment.num_groups
     device = assignment.weight.device
@@ -304,22 +338,46 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     # types), reordered by type
     full = torch.cat([half, half.transpose(1, 2), half.new_zeros(1, n, n)])
     full = full[_type_order(device)]
+    eye = torch.eye(n, dtype=torch.bool, device=device)
+    if max_direction and direction_rule == "centroid":
+        # one edge per pair, its weight the pair's whole contact, its type the
+        # sector of the centroid displacement (source - target)
+        total = full.sum(0)
+        types = displacement_direction(pos.detach().unsqueeze(0) - pos.detach().unsqueeze(1))
+        fallback = _strongest_rank_mask(full.detach(), n, device, None).float().argmax(0)
+        types = torch.where(types == SELF_LOOP, fallback, types)  # coincident centroids
+        full = torch.zeros_like(full).scatter(0, types.unsqueeze(0), total.unsqueeze(0))
     weight = full.detach()
     keep = weight >= threshold if threshold > 0 else weight > 0
     if not noise_cancel:  # (noise cancelling empties the diagonal by itself)
-        keep &= ~torch.eye(n, dtype=torch.bool, device=device)
-    if max_direction:
-        # among the maxima of every pair, the smallest type when target < source,
-        # else the largest: the smallest rank (type, or 8 - type) of a maximum
-        types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(-1, 1, 1)
-        nodes = torch.arange(n, device=device)
-        rank = torch.where(nodes.view(-1, 1) < nodes.view(1, -1), types, NUM_DIRECTIONS - 1 - types)
-        rank = torch.where(weight == weight.amax(0), rank, NUM_DIRECTIONS)
-        keep &= rank == rank.amin(0)
-    keep[SELF_LOOP] = torch.eye(n, dtype=torch.bool, device=device)  # supplementary B
+        keep &= ~eye
+    if max_direction and direction_rule != "centroid":
+        keep &= _strongest_rank_mask(weight, n, device, _selection_scale(direction_rule,
+                                                                        weight))
+    keep[SELF_LOOP] = eye  # supplementary B
     target, edge_type, source = keep.permute(1, 0, 2).nonzero().unbind(1)
     edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[edge_type, target, source])
     return torch.stack([source, target]), edge_type, edge_weight
+
+
+def _selection_scale(direction_rule: str, like: Tensor) -> Tensor | None:
+    """What each type's weight is divided by before the strongest one is kept."""
+    if direction_rule == "length":
+        return direction_lengths(like.dtype, like.device).clamp_min(1.0).view(-1, 1, 1)
+    return None
+
+
+def _strongest_rank_mask(weight: Tensor, n: int, device: torch.device,
+                         scale: Tensor | None) -> Tensor:
+    """``[9, N, N]``: the strongest type of every pair (of ``weight / scale``);
+    among equal maxima the smallest type when target < source, else the largest
+    (so the choice commutes with transposition)."""
+    score = weight if scale is None else weight / scale
+    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(-1, 1, 1)
+    nodes = torch.arange(n, device=device)
+    rank = torch.where(nodes.view(-1, 1) < nodes.view(1, -1), types, NUM_DIRECTIONS - 1 - types)
+    rank = torch.where(score == score.amax(0), rank, NUM_DIRECTIONS)
+    return rank == rank.amin(0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -334,19 +392,64 @@ def build_group_adjacency(
     noise_cancel: bool = True,
     max_direction: bool = True,
     threshold: float = EDGE_THRESHOLD,
+    direction_rule: str = "paper",
+    pos: Tensor | None = None,
 ) -> TypedEdges:
-    """Run the whole pipeline of this module (Eq. 4, Eq. 7, max direction,
-    supplementary B) on a tiled assignment (an assignment in coordinate form
-    converts with :meth:`~pyg_hgconv.nn.pool.tiling.TiledAssignment.from_coo`) and
-    return the final typed, weighted edges, sorted by target, then type, then
-    source. Small graphs take :func:`dense_group_adjacency`, larger ones the
-    sparse steps."""
+    r"""Run the whole pipeline of this module (Eq. 4, Eq. 7, one direction per
+    pair, supplementary B) on a tiled assignment (an assignment in coordinate
+    form converts with :meth:`~pyg_hgconv.nn.pool.tiling.TiledAssignment.from_coo`)
+    and return the final typed, weighted edges, sorted by target, then type,
+    then source. Small graphs take :func:`dense_group_adjacency`, larger ones
+    the sparse steps.
+
+    Args:
+        direction_rule (str): how ``max_direction`` picks a pair's one direction
+            (:data:`DIRECTION_RULES`): ``'paper'`` the strongest weight (Sec. 4.3),
+            ``'length'`` the strongest weight per unit of offset length
+            (:math:`\hat{A}^\delta / |\delta|`), ``'centroid'`` the sector of the
+            centroid displacement with the pair's whole contact as weight.
+        pos (Tensor, optional): ``[N, 2]`` group centroids ``(x, y)``
+            (``'centroid'`` only).
+    """
+    check_direction_rule(direction_rule, pos)
     num_groups = assignment.num_groups
     if NUM_DIRECTIONS * num_groups * num_groups <= DENSE_PIPELINE_LIMIT:
-        return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold)
+        return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold,
+                                     direction_rule, pos)
     edges = group_adjacency(assignment)
     if noise_cancel:
         edges = cancel_noise(*edges, num_groups)
     if max_direction:
-        edges = keep_strongest_direction(*edges, num_groups)
+        edges = select_directions(*edges, num_groups, direction_rule, pos)
     return finalize_adjacency(*edges, num_groups, threshold=threshold)
+
+
+def select_directions(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
+                      num_nodes: int, direction_rule: str = "paper",
+                      pos: Tensor | None = None) -> TypedEdges:
+    """One direction per ordered pair by ``direction_rule`` (see
+    :func:`build_group_adjacency`)."""
+    check_direction_rule(direction_rule, pos)
+    if direction_rule == "centroid":
+        return keep_centroid_direction(edge_index, edge_type, edge_weight, num_nodes, pos)
+    scale = None
+    if direction_rule == "length":
+        scale = direction_lengths(edge_weight.dtype, edge_weight.device).clamp_min(1.0)
+    return keep_strongest_direction(edge_index, edge_type, edge_weight, num_nodes, scale)
+
+
+def check_direction_rule(direction_rule: str, pos: Tensor | None) -> None:
+    if direction_rule not in DIRECTION_RULES:
+        raise ValueError(f"'direction_rule' must be one of {DIRECTION_RULES} "
+                         f"(got {direction_rule!r})")
+    if direction_rule == "centroid" and pos is None:
+        raise ValueError("direction_rule='centroid' needs the group centroids 'pos'")
+
+
+def block_positions(grid: TileGrid) -> int:
+    """Positions of the ``[m, L] x [L, m]`` block products of Eq. 4 per tile,
+    :math:`\\sum L` over the four half directions and the neighbouring tiles
+    (padding included): what :func:`group_adjacency` multiplies, ``m * m`` per
+    position."""
+    return sum(int(position.numel()) for *_, position, _ in
+               _neighbour_pairs(grid.tile_h, grid.tile_w))

@@ -7,11 +7,12 @@ import torch
 from torch import Tensor, nn
 
 from pyg_hgconv.data.group_graph import make_group_graph
-from pyg_hgconv.nn.pool.adjacency import EDGE_THRESHOLD, build_group_adjacency
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, EDGE_THRESHOLD, build_group_adjacency
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.nn.pool.sampling import SAMPLERS, sample_centers
 from pyg_hgconv.nn.pool.slic import (
     ASSIGN_THRESHOLD,
+    SLIC_WEIGHTS,
     nearest_candidate,
     nearest_centers,
     slic_assignment,
@@ -22,6 +23,10 @@ from pyg_hgconv.utils.sparse import HALF_DTYPES, no_autocast
 
 #: paper default downsampling ratio (Sec. 5.1)
 DEFAULT_RATIO = 1 / 64
+#: the default rule that gives a pair of groups its one direction type
+DIRECTION_RULE = "paper"
+#: what the importance map can be computed on
+IMPORTANCE_SOURCES = ("embedding", "features")
 
 
 def num_groups_for(num_pixels: int, num_groups: int | None, ratio: float | None) -> int:
@@ -119,7 +124,20 @@ class ImageToGroupGraph(nn.Module):
         learnable (bool): learn :math:`s_f, s_p` (the embedding, when present,
             is always learnable).
         noise_cancel (bool): apply Eq. 7 (Table 7).
-        max_direction (bool): keep only the strongest direction (Table 7).
+        max_direction (bool): keep one direction per pair of groups (Table 7).
+        direction_rule (str): how that direction is chosen
+            (:func:`~pyg_hgconv.nn.pool.adjacency.build_group_adjacency`):
+            ``'paper'``, the strongest weight (Sec. 4.3); ``'length'``, the
+            strongest weight per unit of offset length; ``'centroid'``, the
+            direction of the displacement between the two group centroids,
+            with the pair's whole contact as weight.
+        slic_weights (str): ``'softmax'`` (SSN's per-pixel normalisation in
+            the loop) or ``'paper'`` (Algorithm 1 as written), see
+            :func:`~pyg_hgconv.nn.pool.slic.slic_assignment`.
+        importance_from (str): the map the importance (Sec. 4.1) is computed
+            on: ``'embedding'`` (the clustering embedding, ``embed_channels``
+            wide: cheap) or ``'features'`` (the input features, as the paper
+            writes).
         edge_threshold (float): adjacency weights below it are dropped
             (supplementary B: :math:`10^{-7}`). Weights count pixel contacts,
             so a higher value (e.g. 0.5) keeps only groups that really touch
@@ -156,6 +174,9 @@ class ImageToGroupGraph(nn.Module):
         learnable: bool = True,
         noise_cancel: bool = True,
         max_direction: bool = True,
+        direction_rule: str = DIRECTION_RULE,
+        slic_weights: str = "softmax",
+        importance_from: str = "embedding",
         edge_threshold: float = EDGE_THRESHOLD,
         alpha: float = FOCUS_ALPHA,
         seed: int = 0,
@@ -198,6 +219,18 @@ class ImageToGroupGraph(nn.Module):
         self.tile_size = tile_size
         self.noise_cancel = noise_cancel
         self.max_direction = max_direction
+        if direction_rule not in DIRECTION_RULES:
+            raise ValueError(f"'direction_rule' must be one of {DIRECTION_RULES} "
+                             f"(got {direction_rule!r})")
+        if slic_weights not in SLIC_WEIGHTS:
+            raise ValueError(f"'slic_weights' must be one of {SLIC_WEIGHTS} "
+                             f"(got {slic_weights!r})")
+        if importance_from not in IMPORTANCE_SOURCES:
+            raise ValueError(f"'importance_from' must be one of {IMPORTANCE_SOURCES} "
+                             f"(got {importance_from!r})")
+        self.direction_rule = direction_rule
+        self.slic_weights = slic_weights
+        self.importance_from = importance_from
         if edge_threshold < 0:
             raise ValueError(f"'edge_threshold' must be >= 0 (got {edge_threshold})")
         self.edge_threshold = edge_threshold
@@ -270,7 +303,8 @@ class ImageToGroupGraph(nn.Module):
         embedding = self._embed(x)  # [B, D, H, W]
         if not bool(torch.isfinite(embedding).all()):  # checked on the (narrow) embedding
             raise ValueError("'x' must be finite: NaN or infinite features cannot be clustered")
-        importance = importance_map(embedding.detach())
+        importance = importance_map((embedding if self.importance_from == "embedding"
+                                     else x).detach())
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)
         centers = sample_centers(importance.flatten(1), k, self.sampler, self.oversample,
@@ -301,7 +335,7 @@ class ImageToGroupGraph(nn.Module):
         # 5. typed adjacency.
         edge_index, edge_type, edge_weight = build_group_adjacency(
             assignment, noise_cancel=self.noise_cancel, max_direction=self.max_direction,
-            threshold=self.edge_threshold)
+            threshold=self.edge_threshold, direction_rule=self.direction_rule, pos=pos)
 
         graph = make_group_graph(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,
@@ -367,7 +401,8 @@ class ImageToGroupGraph(nn.Module):
         init = nearest_candidate(center_yx.view(b * k, 2)[candidates] - origin_yx.unsqueeze(1),
                                  local)
         weight = slic_assignment(features, grid.valid(device, dtype), origins, candidates, init,
-                                 fallback, self.num_iterations, ASSIGN_THRESHOLD)
+                                 fallback, self.num_iterations, ASSIGN_THRESHOLD,
+                                 self.slic_weights)
         return grid, candidates, weight
 
     def _empty_graph(self, x: Tensor, h: int, w: int):
@@ -385,5 +420,7 @@ class ImageToGroupGraph(nn.Module):
                 else f"ratio={self.ratio:.4g}")
         return (f"{size}, sampler={self.sampler!r}, num_iterations={self.num_iterations}, "
                 f"num_candidates={self.num_candidates}, embed_channels={self.embed_channels}, "
-                f"noise_cancel={self.noise_cancel}, max_direction={self.max_direction}")
+                f"noise_cancel={self.noise_cancel}, max_direction={self.max_direction}, "
+                f"direction_rule={self.direction_rule!r}, "
+                f"edge_threshold={self.edge_threshold:g}")
 

@@ -21,13 +21,16 @@ followed after the last iteration by the filter :math:`S_{ij} < 10^{-3}
 :math:`S^0 = F_{nearest}(V, V_0)`, gives each pixel its spatially nearest
 candidate.
 
-Deviation from the text of Algorithm 1, documented: the re-assignment is
-normalised over each pixel's candidates (a softmax of :math:`-d^2`, as in SSN)
-inside the loop as well. The paper's raw :math:`\exp(-d^2)` underflows to an
-all-zero row for a pixel far from every centre (features of a large scale),
-and the row normalisation of line 8 then divides by zero. Since rows are
-normalised at the end anyway, the two agree whenever no row underflows, up to
-the per-pixel weighting of the centre update. The softmax also drops the
+Two ways to weight the candidates (``weights=``): ``'paper'`` follows the
+text of Algorithm 1, the unnormalised :math:`\exp(-d^2)` in the loop and in
+the filter of line 7, then row normalisation. ``'softmax'`` (the default, a
+documented deviation) normalises over each pixel's candidates (a softmax of
+:math:`-d^2`, as in SSN) inside the loop too and filters the normalised
+weights: the paper's raw :math:`\exp(-d^2)` underflows to an all-zero row for
+a pixel far from every centre (features of a large scale), where line 8
+divides by zero, and its filter then depends on the scale of the features.
+The two agree when every pixel is close to a centre, up to the per-pixel
+weighting of the centre update. The softmax also drops the
 term :math:`\lVert X_i \rVert^2`, equal for all candidates of a pixel, so the
 distances reduce to one matrix product per tile,
 :math:`2 X_i \cdot X^c_j - \lVert X^c_j \rVert^2`; coordinates enter relative
@@ -42,6 +45,8 @@ from pyg_hgconv.utils.sparse import SegmentSum
 
 #: Algorithm 1, line 7
 ASSIGN_THRESHOLD = 1e-3
+#: how the SLIC iterations weight a pixel's candidates (:func:`slic_assignment`)
+SLIC_WEIGHTS = ("softmax", "paper")
 
 
 def _knn_backend():
@@ -161,6 +166,7 @@ def slic_assignment(
     fallback: Tensor,
     num_iterations: int = 3,
     threshold: float = ASSIGN_THRESHOLD,
+    weights: str = "softmax",
 ) -> Tensor:
     r"""Run differentiable SLIC on tiles and return the assignment weights.
 
@@ -179,6 +185,14 @@ def slic_assignment(
             own pixels; a centre that loses all its pixels keeps them.
         num_iterations (int): :math:`N_{iter} \ge 0` (0 keeps ``init``).
         threshold (float): filter of line 7.
+        weights (str): ``'softmax'`` (default): every iteration normalises a
+            pixel's weights over its candidates (SSN) and line 7 filters the
+            normalised weights; ``'paper'``: Algorithm 1 as written, the
+            unnormalised :math:`\exp(-\lVert X_i - X^c_j \rVert^2)` in the
+            loop and in the filter, then row normalisation; a pixel whose
+            candidates all fall below the filter (all far away, where the
+            paper's line 8 divides by zero) keeps its nearest candidate in
+            feature space.
 
     Returns:
         Tensor ``[T, m, P]``: :math:`S_{ij}` for pixel ``i`` of the tile and
@@ -192,14 +206,25 @@ def slic_assignment(
     # gives the weighted feature sums and the masses (Algorithm 1, lines 3-4)
     with_mass = torch.cat([features + origins.unsqueeze(2),
                            features.new_ones(t, 1, features.size(2))], 1) * valid
-    weight = init
+    if weights not in SLIC_WEIGHTS:
+        raise ValueError(f"'weights' must be one of {SLIC_WEIGHTS} (got {weights!r})")
+    weight, logits = init, None
     for _ in range(num_iterations):
         sums = to_centres(torch.bmm(weight, with_mass.transpose(1, 2)).reshape(-1, d + 1))
         total, mass = sums[:, :d], sums[:, d:]
         centre = torch.where(mass > 1e-12, total / mass.clamp_min(1e-12), fallback)
         # -||x - c||^2 up to the per-pixel ||x||^2 (softmax-invariant)
-        weight = torch.softmax(closeness(centre[candidates] - origin, features), dim=1)
+        logits = closeness(centre[candidates] - origin, features)
+        if weights == "softmax":
+            weight = torch.softmax(logits, dim=1)
+        else:  # Algorithm 1, line 5: exp(-||x - c||^2), unnormalised
+            logits = logits - features.square().sum(1, keepdim=True)
+            weight = torch.exp(logits)
 
     weight = weight * (weight >= threshold)
+    if weights == "paper" and logits is not None:
+        nearest = logits.detach() == logits.detach().amax(1, keepdim=True)
+        empty = weight.detach().sum(1, keepdim=True) == 0
+        weight = torch.where(empty & nearest, torch.ones_like(weight), weight)
     weight = weight / weight.sum(1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
     return weight * valid

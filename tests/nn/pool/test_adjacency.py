@@ -1,11 +1,14 @@
 """The sparse group adjacency against a dense S^T A^delta S reference (Eqs. 4, 7)."""
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyg_hgconv import OFFSETS, grid_graph
+from pyg_hgconv import OFFSETS, SELF_LOOP, grid_graph
 from pyg_hgconv.nn.pool.adjacency import (
+    DIRECTION_RULES,
     build_group_adjacency,
     cancel_noise,
     finalize_adjacency,
@@ -13,6 +16,7 @@ from pyg_hgconv.nn.pool.adjacency import (
     keep_strongest_direction,
 )
 from pyg_hgconv.nn.pool.tiling import TiledAssignment
+from pyg_hgconv.utils.directions import displacement_direction
 from tests.helpers.assignments import random_assignment, random_tiled
 
 
@@ -139,12 +143,18 @@ def test_transpose_symmetry_survives_the_pipeline(batch, height, width, groups, 
                 assert ((dense[[0, 1, 2, 3, 5, 6, 7, 8]] > 0).sum(0) <= 1).all()
 
 
-def test_identity_assignment_gives_the_grid_graph():
+@pytest.mark.parametrize("rule", DIRECTION_RULES)
+@pytest.mark.parametrize("dense", [True, False])
+def test_identity_assignment_gives_the_grid_graph_for_every_rule(rule, dense, monkeypatch):
+    import pyg_hgconv.nn.pool.adjacency as adjacency
+
+    if not dense:
+        monkeypatch.setattr(adjacency, "DENSE_PIPELINE_LIMIT", 0)
     batch, height, width = 2, 3, 4
     n = batch * height * width
-    edges = build_group_adjacency(coo(torch.arange(n).repeat(2, 1), torch.ones(n), batch,
-                                      height, width, n))
     grid = grid_graph(height, width, batch)
+    edges = build_group_adjacency(coo(torch.arange(n).repeat(2, 1), torch.ones(n), batch,
+                                      height, width, n), direction_rule=rule, pos=grid.pos)
     assert torch.equal(edges[0], grid.edge_index)
     assert torch.equal(edges[1], grid.edge_type)
     assert torch.equal(edges[2], grid.edge_weight)
@@ -196,12 +206,58 @@ def test_dense_and_sparse_pipelines_agree(batch, height, width, tile, groups, m,
     import pyg_hgconv.nn.pool.adjacency as adjacency
 
     assignment = random_tiled(batch, height, width, tile, tile, groups, m, seed)
-    for cancel in (False, True):
-        for strongest in (False, True):
-            kwargs = dict(noise_cancel=cancel, max_direction=strongest, threshold=threshold)
-            dense = build_group_adjacency(assignment, **kwargs)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(adjacency, "DENSE_PIPELINE_LIMIT", 0)
-                sparse = build_group_adjacency(assignment, **kwargs)
-            assert torch.equal(dense[0], sparse[0]) and torch.equal(dense[1], sparse[1])
-            torch.testing.assert_close(dense[2], sparse[2])
+    pos = assignment.centroids()
+    rules = [(False, "paper")] + [(True, rule) for rule in DIRECTION_RULES]
+    for cancel, (strongest, rule) in itertools.product((False, True), rules):
+        kwargs = dict(noise_cancel=cancel, max_direction=strongest, threshold=threshold,
+                      direction_rule=rule, pos=pos)
+        dense = build_group_adjacency(assignment, **kwargs)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(adjacency, "DENSE_PIPELINE_LIMIT", 0)
+            sparse = build_group_adjacency(assignment, **kwargs)
+        assert torch.equal(dense[0], sparse[0]) and torch.equal(dense[1], sparse[1]), kwargs
+        torch.testing.assert_close(dense[2], sparse[2])
+
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 2), height=st.integers(2, 8), width=st.integers(2, 8),
+       tile=st.integers(1, 3), groups=st.integers(2, 6), m=st.integers(2, 4),
+       seed=st.integers(0, 2**16))
+def test_direction_rules_keep_one_direction_per_pair_consistently(batch, height, width, tile,
+                                                                  groups, m, seed):
+    assignment = random_tiled(batch, height, width, tile, tile, groups, m, seed)
+    pos = assignment.centroids()
+    paper = build_group_adjacency(assignment, threshold=0.0, pos=pos)
+    for rule in DIRECTION_RULES:
+        edge_index, edge_type, edge_weight = build_group_adjacency(
+            assignment, threshold=0.0, direction_rule=rule, pos=pos)
+        non_self = edge_type != SELF_LOOP
+        src, dst = edge_index[:, non_self]
+        types = edge_type[non_self]
+        # one direction per ordered pair, and the reverse pair has the opposite one
+        key = dst * assignment.num_groups + src
+        assert key.unique().numel() == key.numel()
+        reverse = dict(zip((src * assignment.num_groups + dst).tolist(), types.tolist(),
+                           strict=True))
+        assert all(reverse[k] == 8 - t for k, t in zip(key.tolist(), types.tolist(),
+                                                        strict=True))
+        # the same pairs as the paper's rule (which pairs touch does not depend on it)
+        paper_pairs = paper[0][:, paper[1] != SELF_LOOP]
+        assert set(map(tuple, edge_index[:, non_self].T.tolist())) == set(
+            map(tuple, paper_pairs.T.tolist()))
+        if rule == "centroid":
+            delta = pos[src] - pos[dst]
+            moved = delta.abs().sum(1) > 0
+            assert torch.equal(types[moved], displacement_direction(delta)[moved])
+            # the weight is the pair's whole contact: the sum over the directions
+            everything = build_group_adjacency(assignment, threshold=0.0,
+                                               max_direction=False)
+            total = {}
+            for (s_, d_), t, w in zip(everything[0].T.tolist(), everything[1].tolist(),
+                                      everything[2].tolist(), strict=True):
+                if t != SELF_LOOP:
+                    total[(s_, d_)] = total.get((s_, d_), 0.0) + w
+            for (s_, d_), w in zip(edge_index[:, non_self].T.tolist(),
+                                   edge_weight[non_self].tolist(), strict=True):
+                assert abs(total[(s_, d_)] - w) < 1e-9
