@@ -51,6 +51,7 @@ from benchmarks.common.dense_prediction import (
 )
 from benchmarks.common.model_runs import (
     METRIC_LABELS,
+    PERCENT_METRICS,
     SEEDS_FILE,
     ModelCell,
     ModelRunner,
@@ -65,9 +66,12 @@ from benchmarks.common.model_runs import (
     write_model_records,
 )
 from benchmarks.common.results import markdown_table, write_report
+from benchmarks.common.summary import format_pm, paired_difference, verdict
 from benchmarks.common.training import distributed_rank, process_group
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 
-STUDIES = ("sampler", "ratio", "noise_cancel")
+STUDIES = ("sampler", "ratio", "noise_cancel", "importance")
 PAPER_DATASETS = ("Cityscapes", "ADE20K", "PASCAL-context")
 
 
@@ -153,20 +157,41 @@ def noise_cancel_settings(schedule: TaskSchedule) -> list[Setting]:
     ]
 
 
+def importance_settings(schedule: TaskSchedule) -> list[Setting]:
+    """The map the importance is computed on: the clustering embedding (this
+    implementation's default, 16 channels) or the features themselves (Sec. 4.1)."""
+    return [
+        Setting("importance on the features (Sec. 4.1)", _hg(importance_from="features"),
+                extra={"importance_from": "features"}),
+        Setting("importance on the embedding", _hg(importance_from="embedding"),
+                extra={"importance_from": "embedding"}),
+    ]
+
+
 SETTINGS: dict[str, Callable[[TaskSchedule], list[Setting]]] = {
-    "sampler": sampler_settings, "ratio": ratio_settings, "noise_cancel": noise_cancel_settings}
+    "sampler": sampler_settings, "ratio": ratio_settings, "noise_cancel": noise_cancel_settings,
+    "importance": importance_settings}
 TITLES = {"sampler": "Sampling methods of the cluster centres (Table 4)",
           "ratio": "Downsampling ratio (Table 5)",
-          "noise_cancel": "Noise cancelling of the adjacency matrices (Table 7)"}
+          "noise_cancel": "Noise cancelling of the adjacency matrices (Table 7)",
+          "importance": "The map the importance is computed on (Sec. 4.1)"}
+#: the setting of each study every other setting is compared with, seed by seed:
+#: the configuration all other experiments use
+REFERENCE_SETTING = {"sampler": "Top-k + random", "ratio": "grid (1/1)",
+                     "noise_cancel": "noise cancelling + max direction",
+                     "importance": "importance on the embedding"}
 
 
-def _canonical_options(cell: ModelCell, schedule: TaskSchedule, task: TaskSpec) -> ModelCell:
+def _canonical_options(cell: ModelCell, schedule: TaskSchedule, task: TaskSpec,
+                       direction_rule: str = DIRECTION_RULE) -> ModelCell:
     """The cell with every studied option spelled out (defaults filled in), so
     that equal models of different studies get one run directory."""
     if cell.variant == "grid":
         return cell
     options = {"sampler": task.hg_options.get("sampler", "topk_random"), "noise_cancel": True,
-               "max_direction": True, "ratio": schedule.hg_ratio, **cell.options()}
+               "max_direction": True, "ratio": schedule.hg_ratio,
+               "importance_from": "embedding", "direction_rule": direction_rule,
+               **cell.options()}
     return dataclasses.replace(cell, hg_options=tuple(sorted(options.items())))
 
 
@@ -187,8 +212,35 @@ def study_rows(study: str, task: TaskSpec, settings: Sequence[Setting],
             row["paper_ratio"] = s.paper_label
             if grid and rec and rec is not grid:
                 row["reduction"] = 1 - rec["gflops_per_image"] / grid["gflops_per_image"]
+        row["vs_reference"] = rec.get("vs_reference", "-")
         rows.append(row)
     return rows
+
+
+def add_paired_comparison(task: TaskSpec, records: list[dict[str, Any]],
+                          per_seed: Sequence[Mapping[str, Any]], reference: str) -> None:
+    """Add to every setting's record its per-seed difference to ``reference`` on
+    the primary metric (``vs_reference``, ``"+1.2 ± 0.4 (better)"`` or ``"... (not
+    resolved)"``: the rule of :func:`~benchmarks.common.summary.paired_difference`)."""
+    metric = task.primary_metric
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    ref = {r["seed"]: r.get(metric) for r in per_seed if r.get("setting") == reference}
+    for rec in records:
+        if rec["setting"] == reference:
+            rec["vs_reference"] = "(reference)"
+            continue
+        mine = {r["seed"]: r.get(metric) for r in per_seed if r.get("setting") == rec["setting"]}
+        seeds = sorted(set(ref) & set(mine))
+        comparison = paired_difference([mine[s] for s in seeds], [ref[s] for s in seeds])
+        if not comparison["n"]:
+            rec["vs_reference"] = "-"
+            continue
+        better = "better" if metric not in task.lower_is_better else "worse"
+        worse = "worse" if better == "better" else "better"
+        sign = "+" if comparison["mean"] > 0 else ""
+        value = format_pm(comparison["mean"], comparison["std"], seeds=comparison["n"],
+                          scale=scale)
+        rec["vs_reference"] = f"{sign}{value} ({verdict(comparison, better, worse)})"
 
 
 def study_table(study: str, task: TaskSpec, settings: Sequence[Setting],
@@ -210,9 +262,10 @@ def study_table(study: str, task: TaskSpec, settings: Sequence[Setting],
             columns = [("noise_cancel", "noise cancelling",
                         lambda v: "x" if v else ""),
                        ("max_direction", "max direction", lambda v: "x" if v else "")]
-        columns += [("ours", *ours), ("gflops", "GFLOPs/img", ".4f"),
-                    ("groups", "groups/img", ".1f")]
-        columns += [(f"paper_{d}", f"paper {d}", ".1f") for d in PAPER_DATASETS]
+        columns += [("ours", *ours), ("vs_reference", f"- {REFERENCE_SETTING[study]}, paired"),
+                    ("gflops", "GFLOPs/img", ".4f"), ("groups", "groups/img", ".1f")]
+        if study != "importance":
+            columns += [(f"paper_{d}", f"paper {d}", ".1f") for d in PAPER_DATASETS]
     return markdown_table(rows, columns)
 
 
@@ -245,7 +298,8 @@ def run_study(args: argparse.Namespace, env: Mapping[str, Any], study: str,
     if data.note:
         print(f"note: {data.note}", flush=True)
     settings = SETTINGS[study](schedule)
-    cells = [(_canonical_options(s.cell, schedule, task), s) for s in settings]
+    cells = [(_canonical_options(s.cell, schedule, task, args.direction_rule), s)
+             for s in settings]
     config = task_config(args, task, schedule, data, study=study,
                          settings=[{"setting": s.label, **dataclasses.asdict(c)}
                                    for c, s in cells])
@@ -254,6 +308,7 @@ def run_study(args: argparse.Namespace, env: Mapping[str, Any], study: str,
     per_seed = runner.run(store, [(c, runner.cell_fields(c, study=study, setting=s.label))
                                   for c, s in cells], desc=study)
     records = seed_means(task, per_seed, by=("setting",))
+    add_paired_comparison(task, records, per_seed, REFERENCE_SETTING[study])
     table = study_table(study, task, settings, records)
     title = f"{TITLES[study]}: {task.title}"
     tables = {title: table, f"{study}: per seed": per_seed_table(task, per_seed, "setting")}
@@ -287,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which ablation to run (results go to <out>/<task>/<study>/)")
     parser.add_argument("--task", choices=tuple(TASKS), default="segmentation",
                         help="task the HG models are trained on (the paper: segmentation)")
+    parser.add_argument("--direction-rule", choices=DIRECTION_RULES, default=DIRECTION_RULE,
+                        help="how a pair of groups gets its one direction type, in every HG "
+                             "model of the studies")
     return parser
 
 

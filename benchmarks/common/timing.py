@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["fixed_threads", "median_time", "peak_memory_bytes", "quiet_native_stderr"]
+__all__ = ["fixed_threads", "interleaved_times", "median_time", "peak_memory_bytes",
+           "quiet_native_stderr"]
 
 
 def _sync(device: torch.device | None) -> None:
@@ -202,3 +204,31 @@ def fixed_threads(n: int) -> Iterator[int]:
         yield int(n)
     finally:
         torch.set_num_threads(old)
+
+
+def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int,
+                      round_s: float) -> dict[str, dict[str, float]]:
+    """Time every callable of ``fns`` in ``rounds`` interleaved rounds.
+
+    Each callable is first called twice (warm-up; its second call sets the number
+    of timed calls per round, ``round_s`` seconds' worth, between 1 and 200).
+    Each round then times every callable back to back with :func:`median_time`,
+    so that changes of the machine's load hit them alike and their ratios hold.
+    Returns per name the median, inter-quartile range and minimum of all its
+    timed calls, in milliseconds, and the number of calls.
+    """
+    repeats = {}
+    for name, fn in fns.items():
+        stats = median_time(fn, repeats=1, warmup=1)
+        repeats[name] = max(1, min(200, math.ceil(round_s / max(stats["median"], 1e-7))))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += median_time(fn, repeats=repeats[name], warmup=0)["times"]
+    out = {}
+    for name, values in times.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        q25, q50, q75 = torch.quantile(t, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+        out[name] = {"ms": 1e3 * float(q50), "iqr_ms": 1e3 * float(q75 - q25),
+                     "min_ms": 1e3 * float(t.min()), "calls": len(values)}
+    return out

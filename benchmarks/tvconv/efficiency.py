@@ -56,7 +56,11 @@ from torch import Tensor, nn
 from benchmarks.common.cli import protocol_config, schedule_name
 from benchmarks.common.plots import bar_plot, line_plot
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
-from benchmarks.common.timing import fixed_threads, median_time, peak_memory_bytes
+from benchmarks.common.timing import (
+    fixed_threads,
+    interleaved_times,
+    peak_memory_bytes,
+)
 
 NAME = "efficiency"
 PROTOCOL_VERSION = 1
@@ -145,34 +149,6 @@ SCHEDULES = {
 
 
 # ------------------------------------------------------------------------ timing
-def interleaved_times(fns: dict[str, Callable[[], Any]], rounds: int,
-                      round_s: float) -> dict[str, dict[str, float]]:
-    """Time every callable of ``fns`` in ``rounds`` interleaved rounds.
-
-    Each callable is first called twice (warm-up; its second call sets the number
-    of timed calls per round, ``round_s`` seconds' worth, between 1 and 200).
-    Each round then times every callable back to back with
-    :func:`~benchmarks.common.timing.median_time`. Returns per name the median,
-    inter-quartile range and minimum of all its timed calls, in milliseconds,
-    and the number of calls.
-    """
-    repeats = {}
-    for name, fn in fns.items():
-        stats = median_time(fn, repeats=1, warmup=1)
-        repeats[name] = max(1, min(200, math.ceil(round_s / max(stats["median"], 1e-7))))
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name] += median_time(fn, repeats=repeats[name], warmup=0)["times"]
-    out = {}
-    for name, values in times.items():
-        t = torch.tensor(values, dtype=torch.float64)
-        q25, q50, q75 = torch.quantile(t, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-        out[name] = {"ms": 1e3 * float(q50), "iqr_ms": 1e3 * float(q75 - q25),
-                     "min_ms": 1e3 * float(t.min()), "calls": len(values)}
-    return out
-
-
 def unfold_translation_variant_conv(x: Tensor, weight: Tensor, stride: int) -> Tensor:
     """The official application of per-pixel kernels ``[C, k*k, H_out, W_out]``: ``F.unfold``
     (a copy of :math:`k^2` times the input) times the kernels, summed over the taps."""

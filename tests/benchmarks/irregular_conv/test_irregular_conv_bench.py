@@ -33,7 +33,7 @@ CLUSTERING = ("clustering_fwd_ms", "clustering_fwdbwd_ms", "clustering_fwdbwd_pe
 TASK = ("miou", "pixel_accuracy", "gflops_per_image", "params", "train_time_s", "dataset")
 PNGS = ("operator_fwd_time_vs_size.png", "operator_fwdbwd_time_vs_size.png",
         "operator_module_time_vs_size.png", "operator_time_vs_groups.png",
-        "task_miou_vs_gflops.png")
+        "task_miou_vs_gflops.png", "task_miou_per_seed.png")
 
 
 def _run(argv):
@@ -49,7 +49,11 @@ def _run(argv):
 
 
 def _key(record):
-    return (record["part"], record["conv"], record["cell"])
+    return tuple(record[k] for k in command.KEY_FIELDS)
+
+
+def _args(*argv):
+    return command.build_parser().parse_args(list(argv))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,8 @@ def test_help_lists_every_option(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--quick", "--full", "--data-root", "--out", "--part", "--edge-threshold",
-                   "--threads", "--seed", "--fresh", "results.json"):
+                   "--direction-rule", "--spline-impl", "--threads", "--seed", "--fresh",
+                   "--no-progress", "results.json"):
         assert option in text
 
 
@@ -79,12 +84,14 @@ def test_bad_edge_threshold_is_a_usage_error(capsys):
 def test_quick_run_has_every_row_and_field(quick_run):
     _, data, _ = quick_run
     records = data["records"]
-    expected = {_key(c) for c in operator_cells(QUICK)} | {_key(c) for c in task_cells()}
+    expected = ({_key(c) for c in operator_cells(QUICK)}
+                | {_key(c) for c in task_cells(_args("--quick"))})
     assert {_key(r) for r in records} == expected and len(records) == len(expected)
-    assert len(records) == 3 * 3 + 3 * 3 * 5 + 7
+    # 2 seeds x (w/o transfer: grid + 3 graph convs; w/ transfer: grid + 3 graph convs)
+    assert len(records) == 3 * 3 + 3 * 3 * 5 + 2 * (4 + 4)
     for r in records:
         assert r["part"] in ("operator", "task") and r["conv"] in ALL_CONVS
-        assert r["status"] in ("ok", "error")  # --quick has no time cap
+        assert r["status"] in ("ok", "error")
         # a cell fails exactly when its conv's compiled backend is missing, and says so
         backend = missing_backend(r["conv"])
         assert (r["status"] == "error") == (backend is not None), r
@@ -118,6 +125,9 @@ def test_configuration_and_environment_are_recorded(quick_run):
     assert config["task"]["schedule"]["input_size"]
     assert set(config["backends"]) == {"torch_cluster", "torch_spline_conv"}
     assert config["edge_threshold"] == pytest.approx(1e-7)
+    assert config["spline_impl"] == "fused" and config["direction_rule"] in ("paper", "length",
+                                                                              "centroid")
+    assert config["task"]["seeds"] == [0, 1]
     for package in ("torch", "torch_geometric", "python", "numpy"):
         assert env[package]
     assert env["threads"] == 1
@@ -127,10 +137,12 @@ def test_report_tables_and_plots_are_written(quick_run):
     out, _, stdout = quick_run
     text = (out / "results.md").read_text()
     for title in ("Convolutions compared: size settings", "Operator benchmark: every cell",
-                  "Clustering alone", "Task: semantic segmentation"):
+                  "Clustering alone", "Task: Table 3", "Task: every model",
+                  "Task, w/ transfer: every pair of models", "Task: every training run"):
         assert f"## {title}" in text and f"## {title}" in stdout
     assert "## Configuration" in text and "## Environment" in text
     assert "comparable with the paper" in text and "ignore the adjacency weights" in text
+    assert "'~' not resolved" in text
     for png in PNGS:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"]({png})" in text
@@ -220,9 +232,9 @@ def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path, monkeypatch)
 def test_missing_backend_gives_an_error_record_not_a_crash(monkeypatch):
     monkeypatch.setattr(operator, "BACKENDS", {"gcn": "no_such_backend_xyz"})
     cell = next(c for c in operator_cells(QUICK) if c["conv"] == "gcn")
-    record = measure_operator(cell, image_source(data_root()), QUICK, 0, 1e-7)
+    record = measure_operator(cell, image_source(data_root()), QUICK, _args("--quick"))
     assert record["status"] == "error" and "no_such_backend_xyz" in record["error"]
-    task_cell = next(c for c in task_cells() if c["conv"] == "gcn")
+    task_cell = next(c for c in task_cells(_args("--quick")) if c["conv"] == "gcn")
     record = task.measure_task(task_cell, None, None, None)  # never reaches training
     assert record["status"] == "error" and "no_such_backend_xyz" in record["error"]
 
@@ -242,19 +254,63 @@ def test_fallback_images_and_fixed_extractor(tmp_path):
         assert not image_source(data_root())["fallback"]
 
 
-def test_time_cap_skips_a_model_with_its_measured_projection(tmp_path):
-    args = command.build_parser().parse_args(
-        ["--quick", "--max-train-minutes", "1e-9", "--out", str(tmp_path)])
-    cell = next(c for c in task_cells() if c["conv"] == "hgconv")
-    record = task.measure_task(cell, args, task.task_schedule("quick"), tmp_path / "runs",
-                               progress=False)
-    assert record["status"] == "skipped" and "--max-train-minutes 0" in record["reason"]
-    assert record["probe_step_s"] > 0 and record["planned_steps"] >= 1
-    assert record["projected_train_s"] == pytest.approx(
-        record["probe_step_s"] * record["planned_steps"])
-    assert not (tmp_path / "runs").exists()  # nothing was trained
-    # no cap for --quick unless asked; 0 lifts a cap
-    assert task.max_train_seconds(command.build_parser().parse_args(["--quick"])) is None
-    assert task.max_train_seconds(command.build_parser().parse_args([])) == 300.0
-    no_cap = command.build_parser().parse_args(["--max-train-minutes", "0"])
-    assert task.max_train_seconds(no_cap) is None
+def test_task_cells_follow_table_3_and_every_model_trains_with_every_seed():
+    cells = task_cells(_args())
+    for protocol, convs in (("scratch", {"hgconv", "gcn", "dynamic_edge", "conv2d"}),
+                            ("transfer", {"hgconv", "gmm", "spline", "conv2d"})):
+        mine = [c for c in cells if c["protocol"] == protocol]
+        assert {c["conv"] for c in mine} == convs
+        for conv in convs:
+            assert sorted(c["seed"] for c in mine if c["conv"] == conv) == [0, 1, 2]
+    # the transfer block comes after the grid model it starts from
+    first_transfer = next(i for i, c in enumerate(cells) if c["protocol"] == "transfer")
+    assert all(c["protocol"] == "scratch" for c in cells[:first_transfer])
+    full = task_cells(_args("--full"))
+    assert {c["conv"] for c in full if c["protocol"] == "transfer"} == {*GRAPH_CONVS, "conv2d"}
+    assert task_cells(_args("--seed", "5"))[0]["seed"] == 5
+
+
+def test_transfer_models_start_from_the_grid_model_of_their_seed(quick_run):
+    out, data, _ = quick_run
+    from benchmarks.common.dense_prediction import load_task_data
+
+    args = _args("--quick", "--out", str(out))
+    sched = task.task_schedule("quick")
+    runs_dir = next((out / "runs").iterdir())  # runs/<fingerprint of the protocol>
+    data_ = load_task_data(task.TASK, args.data_root, sched)
+    cell = {"part": "task", "conv": "hgconv", "cell": "hg-resnet18", "kind": "graph",
+            "protocol": "transfer", "seed": 1, "model": "HG-ResNet18 (hgconv)"}
+    grid = task.pretrained_grid(1, args, sched, runs_dir, data_)
+    hg = task.build_transfer_model(cell, args, sched, runs_dir, data_)
+    # stages 1-3 and the heads are the trained grid model's
+    for name, value in grid.backbone.state_dict().items():
+        if not name.startswith("layer4"):
+            assert torch.equal(hg.backbone.state_dict()[name], value), name
+    assert torch.equal(hg.head.state_dict()["0.weight"], grid.head.state_dict()["0.weight"])
+    # HG-Conv's layers hold the stage-4 kernels (HGConv.from_conv2d's layout)
+    conv = grid.backbone.layer4[0].conv1.weight
+    layer = hg.stage4.stage.blocks[0].conv1.layer.weight
+    torch.testing.assert_close(layer, conv.flatten(2).permute(2, 1, 0))
+    # the seed's grid model was trained: it differs from a fresh initialisation
+    fresh = task.build_grid_model(cell, sched, 1)
+    assert not torch.equal(fresh.backbone.conv1.weight, grid.backbone.conv1.weight)
+
+
+def test_findings_call_only_resolved_differences():
+    from benchmarks.irregular_conv.comparison import ranking, versus
+
+    def rec(model, seed, miou, conv="hgconv", cell="hg-resnet18"):
+        return {"part": "task", "protocol": "scratch", "model": model, "seed": seed,
+                "miou": miou, "status": "ok", "conv": conv, "cell": cell, "kind": "graph"}
+
+    hg = "HG-ResNet18 (hgconv)"
+    records = [rec(hg, s, v) for s, v in enumerate((0.40, 0.42, 0.41))]
+    records += [rec("HG-ResNet18 (gcn)", s, v, "gcn") for s, v in enumerate((0.30, 0.31, 0.30))]
+    records += [rec("HG-ResNet18 (gmm)", s, v, "gmm") for s, v in enumerate((0.45, 0.30, 0.40))]
+    clear = versus(records, "scratch", hg, "HG-ResNet18 (gcn)")
+    assert clear["resolved"] and clear["sign"] == 1 and clear["n"] == 3
+    mixed = versus(records, "scratch", hg, "HG-ResNet18 (gmm)")
+    assert not mixed["resolved"] and mixed["sign"] == 0  # the seeds disagree
+    two = [r for r in records if r["conv"] != "gmm"]
+    assert ranking(two, "scratch") == f"{hg} 41.0 ± 1.0 > HG-ResNet18 (gcn) 30.3 ± 0.6"
+    assert ranking(records, "scratch").split(" ~ ")[1].startswith("HG-ResNet18 (gmm)")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmarks.common.summary import mean_std, seed_summary
+from benchmarks.common.timing import interleaved_times
 from benchmarks.tvconv import command, drive, efficiency, faces
 from benchmarks.tvconv.segmentation_net import SegmentationNet
 from pyg_hgconv.datasets import has_dataset
@@ -225,7 +226,7 @@ def test_unfold_reference_equals_the_cached_tvconv():
 
 
 def test_interleaved_times_times_every_callable():
-    stats = efficiency.interleaved_times({"a": lambda: None, "b": lambda: sum(range(100))},
+    stats = interleaved_times({"a": lambda: None, "b": lambda: sum(range(100))},
                                          rounds=3, round_s=1e-4)
     assert set(stats) == {"a", "b"}
     for s in stats.values():
