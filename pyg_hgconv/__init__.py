@@ -49,6 +49,8 @@ _EXPORTS = {
     "build_conv": "pyg_hgconv.nn.conv.registry",
     "conv_names": "pyg_hgconv.nn.conv.registry",
     "ImageToGroupGraph": "pyg_hgconv.nn.pool.image_to_group_graph",
+    "ToGroupGraph": "pyg_hgconv.transforms.to_group_graph",
+    "DirectionTypes": "pyg_hgconv.transforms.direction_types",
     "pool": "pyg_hgconv.nn.pool.pooling",
     "unpool": "pyg_hgconv.nn.pool.pooling",
 }
@@ -83,4 +85,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         uncertainty_attention,
     )
     from pyg_hgconv.nn.pool.pooling import pool, unpool
+    from pyg_hgconv.transforms import DirectionTypes, ToGroupGraph
     from pyg_hgconv.utils.directions import NUM_DIRECTIONS, OFFSETS, SELF_LOOP, direction_type

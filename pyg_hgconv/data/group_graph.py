@@ -117,6 +117,12 @@ class GroupGraph(Data):
         return Batch.from_data_list(self.split_images())
 
 
+# Group graphs saved by torch.save (e.g. a PyG dataset's processed files) hold
+# only tensors, tuples and this class: allow torch.load(weights_only=True) to
+# rebuild it, as it does PyG's own data classes.
+torch.serialization.add_safe_globals([GroupGraph])
+
+
 def _counts_to_ptr(counts: Tensor) -> Tensor:
     return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 

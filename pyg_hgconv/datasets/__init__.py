@@ -10,6 +10,7 @@ from .camvid import CamVid
 from .ecssd import ECSSD
 from .heterogeneous_scenes import HeterogeneousScenes
 from .mnist import MNISTTest, read_idx
+from .mnist_group_graphs import MNISTGroupGraphs
 from .palette import colorize
 from .road_tiles import RoadTiles
 from .root import ENV_VAR, data_root, dataset_dir, has_dataset
@@ -23,6 +24,7 @@ __all__ = [
     "ImageDataset",
     "ImageFileDataset",
     "JointAugment",
+    "MNISTGroupGraphs",
     "MNISTTest",
     "RoadTiles",
     "colorize",

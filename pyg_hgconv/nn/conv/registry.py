@@ -185,13 +185,19 @@ class GraphInputs:
 
     Args:
         graph: a group graph (:class:`~pyg_hgconv.GroupGraph` or a PyG batch).
+        pseudo (Tensor, optional): ``[E, 2]`` pseudo-coordinates to use (e.g. the
+            ``edge_attr`` of PyG's :class:`~torch_geometric.transforms.Cartesian`,
+            normalised per graph), instead of the graph's ``pseudo`` or the
+            batch-normalised Cartesian ones.
     """
 
-    def __init__(self, graph):
+    def __init__(self, graph, pseudo: Tensor | None = None):
         if isinstance(graph, GraphInputs):
             raise TypeError("'graph' is already a GraphInputs")
         self.graph = graph
         self._derived: dict[Any, Tensor] = {}
+        if pseudo is not None:
+            self._derived["pseudo"] = pseudo
 
     @classmethod
     def of(cls, graph) -> GraphInputs:
@@ -213,6 +219,8 @@ class GraphInputs:
     @property
     def pseudo(self) -> Tensor:
         """Pseudo-coordinates ``[E, 2]`` of the edges (see the class docstring)."""
+        if "pseudo" in self._derived:
+            return self._derived["pseudo"]
         given = getattr(self.graph, "pseudo", None)
         if given is not None:
             return given

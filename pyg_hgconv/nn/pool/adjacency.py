@@ -150,21 +150,30 @@ def group_adjacency(assignment: TiledAssignment) -> TypedEdges:
     return edge_index, edge_type, torch.cat([summed, summed])
 
 
-def _half_direction_products(assignment: TiledAssignment) -> tuple[Tensor, Tensor]:
+def _half_direction_products(assignment: TiledAssignment, row_key: Tensor | None = None,
+                             col_key: Tensor | None = None, half_stride: int | None = None
+                             ) -> tuple[Tensor, Tensor]:
     r"""The uncoalesced terms of :math:`\hat{A}^\delta` for the four half
     directions: one ``[m, m]`` block :math:`S_t^\top A^\delta_{tu} S_u` per
     tile :math:`t` and neighbour tile :math:`u` (see :func:`group_adjacency`).
 
     Returns:
-        ``(key [M], weight [M])`` with ``key = (half * N + target) * N + source``,
-        ``half`` indexing :data:`~pyg_hgconv.utils.directions.HALF_DIRECTIONS`.
+        ``(key [M], weight [M])`` with ``key = half * half_stride + row_key[target]
+        + col_key[source]``, ``half`` indexing
+        :data:`~pyg_hgconv.utils.directions.HALF_DIRECTIONS`; by default
+        ``key = (half * N + target) * N + source``. Callers choose the keys of
+        their output layout, so that no key is decoded again.
     """
     weight, candidates = assignment.weight, assignment.candidates
     n = assignment.num_groups
     t, m, _ = weight.shape
+    if row_key is None:
+        nodes = torch.arange(n, device=candidates.device)
+        row_key, col_key, half_stride = nodes * n, nodes, n * n
+    target_key = row_key[candidates]  # [T, m]
+    source_key = F.pad(col_key[candidates], (0, 0, 0, 1))  # [T + 1, m], a zero tile
     # S by position: [T + 1, P + 1, m], with a zero position and a zero tile
     rows = F.pad(weight.transpose(1, 2), (0, 0, 0, 1, 0, 1))
-    padded_candidates = F.pad(candidates, (0, 0, 0, 1))
     keys, products = [], []
     for same_tile, (neighbour, position, neighbour_position, half) in zip(
             (True, False), _tile_neighbours(assignment.grid, weight.device), strict=True):
@@ -180,8 +189,8 @@ def _half_direction_products(assignment: TiledAssignment) -> tuple[Tensor, Tenso
                 neighbour, torch.arange(nb, device=weight.device)]
         block = torch.bmm(left.view(t * nb, length, m).transpose(1, 2),
                           right.reshape(t * nb, length, m))  # S_t^T A_tu S_u: [T NB, m, m]
-        source = padded_candidates[neighbour].view(t, nb, 1, m)
-        key = (half.view(1, nb, 1, 1) * n + candidates.view(t, 1, m, 1)) * n + source
+        key = (half.view(1, nb, 1, 1) * half_stride + target_key.view(t, 1, m, 1)
+               + source_key[neighbour].view(t, nb, 1, m))
         keys.append(key.reshape(-1))
         products.append(block.reshape(-1))
     if not keys:
@@ -310,74 +319,97 @@ def finalize_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: Tenso
     return torch.stack([source[order], target[order]]), edge_type[order], edge_weight[order]
 
 
-#: groups up to this many ``(type, target, source)`` slots (:math:`9 N^2`) run
-#: the dense pipeline (:func:`dense_group_adjacency`)
+#: graphs up to this many ``(type, target, source)`` slots (:math:`9 B n^2`, ``n``
+#: the largest number of groups of an image) run the dense pipeline
+#: (:func:`dense_group_adjacency`)
 DENSE_PIPELINE_LIMIT = 1 << 22
 
 
 def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True,
                           max_direction: bool = True,
                           threshold: float = EDGE_THRESHOLD, direction_rule: str = "paper",
-                          pos: Tensor | None = None) -> TypedEdges:
-    r"""The whole pipeline on a dense ``[9, N, N]`` array of :math:`\hat{A}^\delta`.
+                          pos: Tensor | None = None,
+                          groups_per_image: Tensor | None = None) -> TypedEdges:
+    r"""The whole pipeline on dense ``[B, 9, n, n]`` arrays of :math:`\hat{A}^\delta`,
+    one ``n x n`` block per image (``n`` its largest number of groups).
 
     The same steps as :func:`group_adjacency`, :func:`cancel_noise`,
     :func:`select_directions` and :func:`finalize_adjacency`, with the same tie
     rule and the same output order (by target, then type, then source), as a
-    handful of array operations instead of sorts and searches. For small graphs
-    (:data:`DENSE_PIPELINE_LIMIT`), where :math:`9 N^2` is a small array.
+    handful of array operations instead of sorts and searches. Groups of
+    different images never touch, so every image gets its own block: the cost
+    per image does not grow with the batch. For small graphs
+    (:data:`DENSE_PIPELINE_LIMIT`).
+
+    Args:
+        groups_per_image (LongTensor, optional): ``[B]`` groups of every image,
+            in node order (default: all groups in one image).
     """
     n = assignment.num_groups
     device = assignment.weight.device
-    key, products = _half_direction_products(assignment)
-    half = products.new_zeros(len(HALF_DIRECTIONS) * n * n).index_add_(0, key, products)
-    half = half.view(len(HALF_DIRECTIONS), n, n)  # [half, target, source]
+    counts = (torch.tensor([n], device=device) if groups_per_image is None
+              else groups_per_image.to(device=device, dtype=torch.long))
+    b, n_max = counts.numel(), max(int(counts.max()), 1) if counts.numel() else 1
+    first = counts.cumsum(0) - counts
+    image = torch.repeat_interleave(torch.arange(b, device=device), counts, output_size=n)
+    local = torch.arange(n, device=device) - first[image]
+    # keys straight into the [B, half, n, n] blocks (a group's neighbours are of its image)
+    key, products = _half_direction_products(
+        assignment, row_key=(image * len(HALF_DIRECTIONS) * n_max + local) * n_max,
+        col_key=local, half_stride=n_max * n_max)
+    half = products.new_zeros(b * len(HALF_DIRECTIONS) * n_max * n_max).index_add_(
+        0, key, products).view(b, len(HALF_DIRECTIONS), n_max, n_max)  # [B, half, t, s]
     if noise_cancel:  # Eq. 7: the opposite direction of the pair is the transpose
-        half = (half - half.transpose(1, 2)).clamp_min(0.0)
+        half = (half - half.transpose(2, 3)).clamp_min(0.0)
     # all nine types (centre zero): the halves, their transposes (the opposite
     # types), reordered by type
-    full = torch.cat([half, half.transpose(1, 2), half.new_zeros(1, n, n)])
-    full = full[_type_order(device)]
-    eye = torch.eye(n, dtype=torch.bool, device=device)
+    full = torch.cat([half, half.transpose(2, 3), half.new_zeros(b, 1, n_max, n_max)], 1)
+    full = full[:, _type_order(device)]
+    slots = torch.arange(n_max, device=device)
+    present = slots.view(1, -1) < counts.view(-1, 1)  # [B, n]: real groups
+    pairs = present.unsqueeze(2) & present.unsqueeze(1)  # [B, t, s]
+    eye = torch.eye(n_max, dtype=torch.bool, device=device) & pairs
     if max_direction and direction_rule == "centroid":
         # one edge per pair, its weight the pair's whole contact, its type the
         # sector of the centroid displacement (source - target)
-        total = full.sum(0)
-        types = displacement_direction(pos.detach().unsqueeze(0) - pos.detach().unsqueeze(1))
-        fallback = _strongest_rank_mask(full.detach(), n, device, None).float().argmax(0)
+        centroids = pos.detach().new_zeros(b, n_max, 2).index_put_((image, local), pos.detach())
+        total = full.sum(1)
+        types = displacement_direction(centroids.unsqueeze(1) - centroids.unsqueeze(2))
+        fallback = _strongest_rank_mask(full.detach(), n_max, device, None).float().argmax(1)
         types = torch.where(types == SELF_LOOP, fallback, types)  # coincident centroids
-        full = torch.zeros_like(full).scatter(0, types.unsqueeze(0), total.unsqueeze(0))
+        full = torch.zeros_like(full).scatter(1, types.unsqueeze(1), total.unsqueeze(1))
     weight = full.detach()
     keep = weight >= threshold if threshold > 0 else weight > 0
+    keep &= pairs.unsqueeze(1)
     if not noise_cancel:  # (noise cancelling empties the diagonal by itself)
-        keep &= ~eye
+        keep &= ~eye.unsqueeze(1)
     if max_direction and direction_rule != "centroid":
-        keep &= _strongest_rank_mask(weight, n, device, _selection_scale(direction_rule,
-                                                                        weight))
-    keep[SELF_LOOP] = eye  # supplementary B
-    target, edge_type, source = keep.permute(1, 0, 2).nonzero().unbind(1)
-    edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[edge_type, target, source])
-    return torch.stack([source, target]), edge_type, edge_weight
+        keep &= _strongest_rank_mask(weight, n_max, device,
+                                     _selection_scale(direction_rule, weight))
+    keep[:, SELF_LOOP] = eye  # supplementary B
+    b_, t_, edge_type, s_ = keep.permute(0, 2, 1, 3).nonzero().unbind(1)
+    edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[b_, edge_type, t_, s_])
+    return torch.stack([first[b_] + s_, first[b_] + t_]), edge_type, edge_weight
 
 
 def _selection_scale(direction_rule: str, like: Tensor) -> Tensor | None:
     """What each type's weight is divided by before the strongest one is kept."""
     if direction_rule == "length":
-        return direction_lengths(like.dtype, like.device).clamp_min(1.0).view(-1, 1, 1)
+        return direction_lengths(like.dtype, like.device).clamp_min(1.0).view(1, -1, 1, 1)
     return None
 
 
 def _strongest_rank_mask(weight: Tensor, n: int, device: torch.device,
                          scale: Tensor | None) -> Tensor:
-    """``[9, N, N]``: the strongest type of every pair (of ``weight / scale``);
+    """``[B, 9, n, n]``: the strongest type of every pair (of ``weight / scale``);
     among equal maxima the smallest type when target < source, else the largest
     (so the choice commutes with transposition)."""
     score = weight if scale is None else weight / scale
-    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(-1, 1, 1)
+    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(1, -1, 1, 1)
     nodes = torch.arange(n, device=device)
     rank = torch.where(nodes.view(-1, 1) < nodes.view(1, -1), types, NUM_DIRECTIONS - 1 - types)
-    rank = torch.where(score == score.amax(0), rank, NUM_DIRECTIONS)
-    return rank == rank.amin(0)
+    rank = torch.where(score == score.amax(1, keepdim=True), rank, NUM_DIRECTIONS)
+    return rank == rank.amin(1, keepdim=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -394,6 +426,7 @@ def build_group_adjacency(
     threshold: float = EDGE_THRESHOLD,
     direction_rule: str = "paper",
     pos: Tensor | None = None,
+    groups_per_image: Tensor | None = None,
 ) -> TypedEdges:
     r"""Run the whole pipeline of this module (Eq. 4, Eq. 7, one direction per
     pair, supplementary B) on a tiled assignment (an assignment in coordinate
@@ -410,18 +443,51 @@ def build_group_adjacency(
             centroid displacement with the pair's whole contact as weight.
         pos (Tensor, optional): ``[N, 2]`` group centroids ``(x, y)``
             (``'centroid'`` only).
+        groups_per_image (LongTensor, optional): ``[B]`` groups of every image
+            (node order): small graphs then run one dense block per image.
     """
     check_direction_rule(direction_rule, pos)
     num_groups = assignment.num_groups
-    if NUM_DIRECTIONS * num_groups * num_groups <= DENSE_PIPELINE_LIMIT:
+    if groups_per_image is None:
+        images, largest = 1, num_groups
+    else:
+        images, largest = groups_per_image.numel(), int(groups_per_image.max())
+    if NUM_DIRECTIONS * images * largest * largest <= DENSE_PIPELINE_LIMIT:
         return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold,
-                                     direction_rule, pos)
+                                     direction_rule, pos, groups_per_image)
+    if groups_per_image is not None and NUM_DIRECTIONS * largest * largest <= DENSE_PIPELINE_LIMIT:
+        # many small images: dense blocks, a chunk of images at a time
+        return _dense_in_chunks(assignment, noise_cancel, max_direction, threshold,
+                                direction_rule, pos, groups_per_image.to(torch.long), largest)
     edges = group_adjacency(assignment)
     if noise_cancel:
         edges = cancel_noise(*edges, num_groups)
     if max_direction:
         edges = select_directions(*edges, num_groups, direction_rule, pos)
     return finalize_adjacency(*edges, num_groups, threshold=threshold)
+
+
+def _dense_in_chunks(assignment: TiledAssignment, noise_cancel: bool, max_direction: bool,
+                     threshold: float, direction_rule: str, pos: Tensor | None,
+                     groups_per_image: Tensor, largest: int) -> TypedEdges:
+    """:func:`dense_group_adjacency` on chunks of images whose dense blocks fit
+    :data:`DENSE_PIPELINE_LIMIT`, concatenated (the same edges, in the same order)."""
+    chunk = max(1, DENSE_PIPELINE_LIMIT // (NUM_DIRECTIONS * largest * largest))
+    counts = groups_per_image.tolist()
+    first = [0]
+    for count in counts:
+        first.append(first[-1] + count)
+    parts = []
+    for start in range(0, len(counts), chunk):
+        stop = min(start + chunk, len(counts))
+        g0, g1 = first[start], first[stop]
+        sub = assignment.images(start, stop, g0, g1 - g0)
+        edge_index, edge_type, edge_weight = dense_group_adjacency(
+            sub, noise_cancel, max_direction, threshold, direction_rule,
+            None if pos is None else pos[g0:g1], groups_per_image[start:stop])
+        parts.append((edge_index + g0, edge_type, edge_weight))
+    return (torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts]),
+            torch.cat([p[2] for p in parts]))
 
 
 def select_directions(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,

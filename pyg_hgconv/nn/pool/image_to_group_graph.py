@@ -335,7 +335,8 @@ class ImageToGroupGraph(nn.Module):
         # 5. typed adjacency.
         edge_index, edge_type, edge_weight = build_group_adjacency(
             assignment, noise_cancel=self.noise_cancel, max_direction=self.max_direction,
-            threshold=self.edge_threshold, direction_rule=self.direction_rule, pos=pos)
+            threshold=self.edge_threshold, direction_rule=self.direction_rule, pos=pos,
+            groups_per_image=groups_per_image)
 
         graph = make_group_graph(
             x=x_grp, pos=pos, edge_index=edge_index, edge_type=edge_type,

@@ -198,6 +198,17 @@ class TiledAssignment:
                              f"{self.candidates.size(1)}, {p}] (got {tuple(self.weight.shape)})")
         check_positive_int(self.num_groups, "num_groups")
 
+    def images(self, start: int, stop: int, first_group: int, num_groups: int
+               ) -> TiledAssignment:
+        """The assignment of images ``start .. stop - 1`` alone (views), whose
+        groups are ``first_group .. first_group + num_groups - 1``, renumbered
+        from 0."""
+        grid = self.grid
+        tiles = slice(start * grid.tiles_per_image, stop * grid.tiles_per_image)
+        sub = TileGrid(stop - start, grid.height, grid.width, grid.tile_h, grid.tile_w)
+        return TiledAssignment(sub, self.candidates[tiles] - first_group, self.weight[tiles],
+                               num_groups)
+
     def validate(self) -> TiledAssignment:
         """Check that the candidates index groups in ``[0, num_groups)`` (reads
         the tensor: a host synchronisation); returns ``self``."""

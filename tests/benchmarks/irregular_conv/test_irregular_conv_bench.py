@@ -123,7 +123,8 @@ def test_configuration_and_environment_are_recorded(quick_run):
     assert config["operator"]["images"]["split"] in ("val", "generated")
     assert config["task"]["task"] == "segmentation" and "split" in config["task"]
     assert config["task"]["schedule"]["input_size"]
-    assert set(config["backends"]) == {"torch_cluster", "torch_spline_conv"}
+    # DynamicEdgeConv's k-NN needs torch_cluster; the fused SplineConv needs no compiled kernel
+    assert config["backends"] == {"torch_cluster": True}
     assert config["edge_threshold"] == pytest.approx(1e-7)
     assert config["spline_impl"] == "fused" and config["direction_rule"] in ("paper", "length",
                                                                               "centroid")
@@ -271,7 +272,7 @@ def test_task_cells_follow_table_3_and_every_model_trains_with_every_seed():
 
 
 def test_transfer_models_start_from_the_grid_model_of_their_seed(quick_run):
-    out, data, _ = quick_run
+    out, _data, _ = quick_run
     from benchmarks.common.dense_prediction import load_task_data
 
     args = _args("--quick", "--out", str(out))

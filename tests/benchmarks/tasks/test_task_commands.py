@@ -163,9 +163,9 @@ def test_ablations_quick_write_every_setting(ablation_run):
     nc = load(ablation_run / "noise_cancel" / "results.json")["records"]
     assert {(r["hg_options"]["noise_cancel"], r["hg_options"]["max_direction"])
             for r in nc} == {(False, False), (True, False), (True, True)}
-    # the default HG model is one run shared by the three studies (9 models, not 11)
-    assert len(runs) == 9
-    assert len(list((ablation_run / "runs").iterdir())) == 9
+    # the default HG model is one run shared by the four studies (10 models, not 13)
+    assert len(runs) == 10
+    assert len(list((ablation_run / "runs").iterdir())) == 10
 
 
 def test_ablation_tables_show_the_paper_beside_ours(ablation_run):

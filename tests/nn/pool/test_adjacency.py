@@ -217,6 +217,11 @@ def test_dense_and_sparse_pipelines_agree(batch, height, width, tile, groups, m,
             sparse = build_group_adjacency(assignment, **kwargs)
         assert torch.equal(dense[0], sparse[0]) and torch.equal(dense[1], sparse[1]), kwargs
         torch.testing.assert_close(dense[2], sparse[2])
+        # one dense block per image gives the same edges as one block for the batch
+        per_image = build_group_adjacency(assignment, **kwargs,
+                                          groups_per_image=torch.full((batch,), groups))
+        assert torch.equal(per_image[0], dense[0]) and torch.equal(per_image[1], dense[1])
+        torch.testing.assert_close(per_image[2], dense[2])
 
 
 
