@@ -4,10 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STACK  := $(VENV)/.pyg-hgconv-stack
 DEVENV := $(VENV)/.pyg-hgconv-installed
+KERNELS := tvconv/_lib/tvconv_kernels.so
 
 .PHONY: setup test lint bench clean
 
-setup: $(DEVENV)
+setup: $(DEVENV) $(KERNELS)
 
 # torch 2.13.0 (CPU), torch-geometric 2.7.0 and the four compiled extensions.
 $(STACK): tools/bootstrap.sh
@@ -18,14 +19,18 @@ $(DEVENV): $(STACK) pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[dev]'
 	touch $@
 
-lint: $(DEVENV)
+# TVConv's fused CPU kernels (optional: without them the pure-PyTorch path runs).
+$(KERNELS): $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/build_kernels.py
+	$(PY) tools/build_kernels.py
+
+lint: $(DEVENV) $(KERNELS)
 	$(PY) -m ruff check .
 
 test: lint
 	$(PY) -m pytest
 
-bench: $(DEVENV)
+bench: $(DEVENV) $(KERNELS)
 	$(PY) -m benchmarks.irregular_conv
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) tvconv/_lib results .pytest_cache .hypothesis .ruff_cache

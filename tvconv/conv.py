@@ -16,9 +16,9 @@ from .apply import (
     from_tap_major,
     tap_planes,
     to_tap_major,
-    translation_variant_conv,
     translation_variant_conv_cached,
 )
+from .fused import fused_applies, kernel_runs_channels_last, per_pixel_conv
 from .weight_generator import PADDING_MODES, WeightGenerator, resample_maps
 
 
@@ -79,12 +79,13 @@ class TVConv(nn.Module):
     per size in eval mode, most recent size only). At the native size the
     path is exactly the plain one.
 
-    **Speed.** The cached eager path (:func:`~tvconv.apply.translation_variant_conv_cached`)
-    is fastest on ``channels_last`` inputs, which it keeps (``x.to(memory_format=
-    torch.channels_last)``, as for ``nn.Conv2d(groups=c)``); contiguous (NCHW)
-    inputs are transposed chunk by chunk and cost more. Under ``torch.compile``
-    the :math:`k^2` taps fuse into one loop; with ``channels_last`` inputs that
-    is the fastest inference path.
+    **Speed.** On CPU, float32/float64, every path (training, cached eval,
+    ``torch.compile``) runs the fused kernel :func:`tvconv.fused.per_pixel_conv`
+    when it is built (``make``): one pass over the input, vectorised over channels
+    for ``channels_last`` inputs (kept as such, as for ``nn.Conv2d(groups=c)``) or
+    over width for contiguous ones, with a fused backward. Without it the pure
+    PyTorch paths run: :func:`~tvconv.apply.translation_variant_conv` for training
+    and :func:`~tvconv.apply.translation_variant_conv_cached` for cached eval.
 
     ``torch.compile`` and ``torch.export`` are supported. Under
     ``torch.export`` an eval-mode layer uses the cached kernels when they were
@@ -144,7 +145,10 @@ class TVConv(nn.Module):
         self.register_buffer("_cached_bias", None, persistent=False)
         self._cache_key: tuple | None = None
         self._cache_params: tuple[nn.Parameter, ...] = ()
-        self._cache_planes: dict[tuple[int, int], list[Tensor]] = {}
+        self._cache_slots: tuple = ()
+        # derived from the cache: per input size the tap views of the pure-PyTorch
+        # path, under "contiguous" the (c, k*k, h, w) copy the fused kernel reads
+        self._cache_planes: dict[object, object] = {}
         self.register_load_state_dict_post_hook(_clear_cache_after_load)
         self.reset_parameters()
 
@@ -199,16 +203,22 @@ class TVConv(nn.Module):
     def _cache_is_current(self, size: tuple[int, int]) -> bool:
         if self._cached_weight is None or self._cache_key is None:
             return False
-        params = tuple(self.parameters())
-        if len(params) != len(self._cache_params) or any(
-                a is not b for a, b in zip(params, self._cache_params, strict=True)):
-            return False  # a parameter was replaced
+        if any(slots.get(name) is not held for slots, name, held in self._cache_slots):
+            return False  # a parameter or a submodule was replaced
         return self._cache_state(size) == self._cache_key
+
+    def _slots(self) -> tuple:
+        # (dict, name, value) of every parameter and submodule of the layer: checking
+        # these few dict entries sees any replacement without walking the module tree
+        return tuple((table, name, value) for module in self.modules()
+                     for table in (module._parameters, module._modules)
+                     for name, value in table.items())
 
     @torch.no_grad()
     def _refresh_cache(self, size: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
         if not self._cache_is_current(size):
             self._cache_params = tuple(self.parameters())
+            self._cache_slots = self._slots()
             weight, bias = self.generate(size)
             self._cached_weight = to_tap_major(weight)
             self._cached_bias = None if bias is None else bias.permute(1, 2, 0).contiguous()
@@ -239,6 +249,7 @@ class TVConv(nn.Module):
         self._cached_bias = None
         self._cache_key = None
         self._cache_params = ()
+        self._cache_slots = ()
         self._cache_planes = {}
 
     @property
@@ -271,8 +282,8 @@ class TVConv(nn.Module):
         size = self.output_size((x.shape[2], x.shape[3]))
         if self.training:  # differentiable generation on every call
             weight, bias = self.generate(size)
-            return translation_variant_conv(x, weight.to(x.dtype), _cast(bias, x.dtype),
-                                            stride=self.stride)
+            return per_pixel_conv(x, weight.to(x.dtype), _cast(bias, x.dtype),
+                                  stride=self.stride)
         if torch.compiler.is_exporting():
             return self._forward_exporting(x, size)
         compiling = torch.compiler.is_compiling()
@@ -281,10 +292,12 @@ class TVConv(nn.Module):
         planes = None
         if weight.dtype != x.dtype:  # autocast
             weight, bias = weight.to(x.dtype), _cast(bias, x.dtype)
+        if fused_applies(x) and not compiling:
+            return per_pixel_conv(x, *self._fused_layout(weight, bias, x), stride=self.stride)
         if compiling or (torch.is_grad_enabled() and x.requires_grad):
-            return translation_variant_conv(x, from_tap_major(weight),
-                                            None if bias is None else bias.permute(2, 0, 1),
-                                            stride=self.stride)
+            return per_pixel_conv(x, from_tap_major(weight),
+                                  None if bias is None else bias.permute(2, 0, 1),
+                                  stride=self.stride)
         if weight is self._cached_weight:  # reuse the per-tap weight views
             in_size = (x.shape[2], x.shape[3])
             planes = self._cache_planes.get(in_size)
@@ -292,6 +305,22 @@ class TVConv(nn.Module):
                 planes = self._cache_planes[in_size] = tap_planes(weight, in_size, self.stride)
         return translation_variant_conv_cached(x, weight, bias, stride=self.stride,
                                                planes=planes)
+
+    def _fused_layout(self, weight: Tensor, bias: Tensor | None,
+                      x: Tensor) -> tuple[Tensor, Tensor | None]:
+        # The fused kernel reads the tap-major cache as it is where it runs channels-last;
+        # for a wide contiguous input it wants (c, k*k, h, w) rows, kept beside the cache.
+        bias_view = None if bias is None else bias.permute(2, 0, 1)
+        if kernel_runs_channels_last(x, weight.shape[2]):
+            return from_tap_major(weight), bias_view
+        if weight is not self._cached_weight:
+            return from_tap_major(weight).contiguous(), bias_view
+        layout = self._cache_planes.get("contiguous")
+        if layout is None:
+            layout = self._cache_planes["contiguous"] = (
+                from_tap_major(weight).contiguous(),
+                None if bias_view is None else bias_view.contiguous())
+        return layout
 
     def _forward_exporting(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         # No eager side effects while tracing: use a cache built beforehand for
@@ -302,7 +331,7 @@ class TVConv(nn.Module):
             bias = None if self._cached_bias is None else self._cached_bias.permute(2, 0, 1)
         else:
             weight, bias = self.generate(size)
-        return translation_variant_conv(x, weight, bias, stride=self.stride)
+        return per_pixel_conv(x, weight, bias, stride=self.stride)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, kernel_size={self.kernel_size}, "

@@ -23,10 +23,10 @@ from .apply import (
     conv_output_size,
     from_tap_major,
     to_tap_major,
-    translation_variant_conv,
     translation_variant_conv_cached,
 )
 from .conv import TVConv, tvconv_layers
+from .fused import fused_applies, per_pixel_conv
 
 
 class FrozenTVConv(nn.Module):
@@ -69,10 +69,10 @@ class FrozenTVConv(nn.Module):
             raise ValueError(f"FrozenTVConv holds kernels for output size {self.size}; 'x' of "
                              f"shape {tuple(x.shape)} gives {out_size} (freeze the TVConv at "
                              "that size, or keep the TVConv, which resamples)")
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and x.requires_grad):
+        if fused_applies(x) or torch.compiler.is_compiling() or (
+                torch.is_grad_enabled() and x.requires_grad):
             bias = None if self.bias is None else self.bias.permute(2, 0, 1)
-            return translation_variant_conv(x, from_tap_major(self.weight), bias,
-                                            stride=self.stride)
+            return per_pixel_conv(x, from_tap_major(self.weight), bias, stride=self.stride)
         return translation_variant_conv_cached(x, self.weight, self.bias, stride=self.stride)
 
     def __repr__(self) -> str:

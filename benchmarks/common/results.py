@@ -585,11 +585,15 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     ``torch_scatter``, ``torch_sparse``, ``torch_spline_conv``, ``torch_cluster``
     and ``numpy`` versions (``None`` when a package is absent), ``platform``,
     ``cpu`` (model name), ``logical_cores``, ``threads`` (requested),
-    ``torch_threads`` (actual), ``omp_wait_policy``, ``cuda`` (GPU name or ``None``), ``seed``,
+    ``torch_threads`` (actual), ``omp_wait_policy``, ``cuda`` (GPU name or ``None``),
+    ``tvconv_backend`` (``"fused"`` C++ kernels or the ``"pytorch"`` fallback) and
+    ``tvconv_fallback_reason``, ``seed``,
     ``git_commit`` (``None`` outside a git checkout or before the first commit),
     ``git_dirty`` (uncommitted changes to tracked files) and ``utc_time``.
     """
     import torch
+
+    from tvconv.fused import backend_info
 
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
@@ -610,6 +614,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cuda": cuda,
+        **backend_info(),
         "seed": int(seed),
         "git_commit": commit or None,
         "git_dirty": None if status is None else bool(status),

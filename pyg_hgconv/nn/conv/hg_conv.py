@@ -41,12 +41,15 @@ def direction_normalized_weight(
         num_nodes (int): number of nodes.
 
     Returns:
-        Tensor ``[E]``.
+        Tensor ``[E]`` in the dtype of ``edge_weight``. Half-precision weights are
+        normalised in float32: ``eps`` and the squared degree of the backward
+        underflow in float16, which would turn the gradient of tiny weights into NaN.
     """
     slot = edge_index[1] * NUM_DIRECTIONS + edge_type
-    degree = scatter(edge_weight, slot, dim=0, dim_size=num_nodes * NUM_DIRECTIONS,
-                     reduce="sum")
-    return edge_weight / degree.clamp_min(eps)[slot]
+    weight = edge_weight.float() if edge_weight.dtype in (torch.float16, torch.bfloat16) \
+        else edge_weight
+    degree = scatter(weight, slot, dim=0, dim_size=num_nodes * NUM_DIRECTIONS, reduce="sum")
+    return (weight / degree.clamp_min(eps)[slot]).to(edge_weight.dtype)
 
 
 def check_typed_edges(edge_index: Tensor, edge_type: Tensor, edge_weight: OptTensor,

@@ -73,7 +73,8 @@ def test_graph_attributes_and_pooling_reference(image):
     # the stored edges are the adjacency pipeline applied to the stored S (its
     # tiled form), and S^T A S from the coordinate form is the same up to rounding
     tiled = tiled_assignment_of(graph)
-    edges = build_group_adjacency(tiled)
+    edges = build_group_adjacency(tiled, direction_rule=transform.direction_rule, pos=graph.pos,
+                                  groups_per_image=torch.bincount(graph.batch))
     assert torch.equal(edges[0], graph.edge_index) and torch.equal(edges[1], graph.edge_type)
     torch.testing.assert_close(edges[2], graph.edge_weight)
     from_coo = TiledAssignment.from_coo(graph.assign_index, graph.assign_weight, b, h, w,

@@ -1,0 +1,145 @@
+"""The fused per-pixel kernel (custom op) against the unfold reference and the PyTorch path."""
+from __future__ import annotations
+
+import pytest
+import torch
+from _tvconv_reference import unfold_reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvconv import TVConv, fused, strip_generators
+from tvconv.apply import conv_output_size, translation_variant_conv
+
+needs_kernels = pytest.mark.skipif(fused.BACKEND != "fused",
+                                   reason=f"fused kernels not in use: {fused.FALLBACK_REASON}")
+
+shapes = st.fixed_dictionaries({
+    "batch": st.integers(0, 3),
+    "channels": st.integers(1, 6),
+    "height": st.integers(1, 9),
+    "width": st.integers(1, 9),
+    "kernel_size": st.sampled_from([1, 3, 5]),
+    "stride": st.sampled_from([1, 2, 3]),
+    "bias": st.booleans(),
+    "channels_last": st.booleans(),
+    "seed": st.integers(0, 2**16),
+})
+
+
+def _case(batch, channels, height, width, kernel_size, stride, bias, channels_last, seed,
+          dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, height, width, generator=gen, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out_size = conv_output_size((height, width), kernel_size, stride)
+    w = torch.randn(channels, kernel_size ** 2, *out_size, generator=gen, dtype=dtype)
+    b = torch.randn(channels, *out_size, generator=gen, dtype=dtype) if bias else None
+    return x, w, b
+
+
+def test_library_in_use_when_built():
+    # make builds the library; a built library for this torch must be the one in use
+    stamp = fused.LIBRARY.with_name("torch_version.txt")
+    if fused.LIBRARY.exists() and stamp.exists() and stamp.read_text().strip() == \
+            torch.__version__ and fused.FALLBACK_REASON != "disabled by TVCONV_KERNELS=0":
+        assert fused.BACKEND == "fused", fused.FALLBACK_REASON
+    assert fused.backend_info()["tvconv_backend"] == fused.BACKEND
+
+
+@needs_kernels
+@settings(max_examples=60, deadline=None)
+@given(shapes)
+def test_fused_op_equals_unfold_reference_with_gradients(case):
+    x, w, b = _case(**case)
+    stride = case["stride"]
+    inputs = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
+    expected = unfold_reference(x, w, b, stride)
+    torch.testing.assert_close(out, expected)
+    # the output keeps the memory format of the input (where the input's is unambiguous)
+    fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+    assert out.is_contiguous(memory_format=fmt)
+    if out.numel():
+        grad = torch.randn_like(expected)
+        got = torch.autograd.grad(out, inputs, grad)
+        want = torch.autograd.grad(expected, inputs, grad)
+        for g_got, g_want in zip(got, want, strict=True):
+            torch.testing.assert_close(g_got, g_want)
+
+
+@needs_kernels
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_op_gradcheck_and_opcheck(stride, channels_last):
+    x, w, b = _case(2, 3, 6, 5, 3, stride, True, channels_last, seed=stride)
+    args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), stride)
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.tvconv.per_pixel_conv(*a, stride),
+                                    args[:3])
+    torch.library.opcheck(torch.ops.tvconv.per_pixel_conv.default, args)
+
+
+@needs_kernels
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_matches_pytorch_path(channels_last):
+    x, w, b = _case(4, 16, 13, 11, 3, 1, True, channels_last, seed=3, dtype=torch.float32)
+    torch.testing.assert_close(fused.per_pixel_conv(x, w, b),
+                               translation_variant_conv(x, w, b), rtol=1e-5, atol=1e-5)
+
+
+def test_fallback_for_other_dtypes_is_the_pytorch_path():
+    x, w, b = _case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.bfloat16)
+    assert not fused.fused_applies(x)
+    torch.testing.assert_close(fused.per_pixel_conv(x, w, b, stride=2),
+                               translation_variant_conv(x, w, b, stride=2))
+
+
+def test_bad_weight_is_a_value_error():
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="'weight'"):
+        fused.per_pixel_conv(x, torch.randn(3, 9, 7, 8))
+
+
+@needs_kernels
+@pytest.mark.parametrize("bias", [False, True])
+def test_layer_trains_and_caches_through_the_fused_op(bias):
+    torch.manual_seed(0)
+    layer = TVConv(4, stride=2, size=(5, 4), hidden_channels=8, hidden_layers=1,
+                   bias=bias).double()
+    with torch.no_grad():  # non-constant kernels
+        layer.affinity_maps.normal_()
+    x = torch.randn(2, 4, 10, 8, dtype=torch.float64, requires_grad=True)
+    out = layer(x)
+    weight, b = layer.generate()
+    torch.testing.assert_close(out, unfold_reference(x, weight, b, 2))
+    # gradients reach the generator through the fused backward
+    out.square().sum().backward()
+    grads = {name: p.grad.clone() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    unfold_reference(x, *layer.generate(), 2).square().sum().backward()
+    for name, p in layer.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad)
+    layer.eval()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xe = x.detach().contiguous(memory_format=fmt)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(xe), unfold_reference(xe, weight, b, 2))
+            torch.testing.assert_close(strip_generators(layer)(xe),
+                                       unfold_reference(xe, weight, b, 2))
+
+
+@needs_kernels
+def test_compile_and_export_keep_the_fused_op():
+    torch.manual_seed(0)
+    layer = TVConv(4, size=(6, 6), hidden_channels=8, hidden_layers=1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        expected = layer(x)
+        # the layer breaks the graph once to refresh its cache; the frozen one does not
+        torch.testing.assert_close(torch.compile(layer, backend="eager")(x), expected)
+        frozen = torch.compile(strip_generators(layer), backend="eager", fullgraph=True)
+        torch.testing.assert_close(frozen(x), expected)
+    exported = torch.export.export(strip_generators(layer), (x,))
+    targets = {str(node.target) for node in exported.graph.nodes}
+    assert "tvconv.per_pixel_conv.default" in targets
+    torch.testing.assert_close(exported.module()(x), expected)

@@ -1,0 +1,444 @@
+// Fused CPU kernels of the translation-variant depthwise convolution (TVConv, Eq. 2):
+//
+//   O[n, c, i, j] = bias[c, i, j] + sum_{a, b} W[c, a*k + b, i, j] * X[n, c, s*i + a - p, s*j + b - p]
+//
+// with zero padding p = (k - 1) / 2 and output size (H + 2p - k) / s + 1 per axis.
+// One pass over the input per output row, accumulating the k*k taps in place,
+// threaded over (batch, rows) with at::parallel_for and vectorised over the
+// contiguous axis: channels for channels-last inputs, width for contiguous ones.
+// The backward computes the gradients of the input and of the per-pixel kernels
+// (the bias gradient, a sum over the batch, is left to the caller).
+//
+// Registered as tvconv::per_pixel_conv and tvconv::per_pixel_conv_backward; the
+// Python side (tvconv/fused.py) adds the fake (meta) kernels and the autograd formula.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+namespace {
+
+int64_t output_size(int64_t n, int64_t k, int64_t s) { return (n + 2 * ((k - 1) / 2) - k) / s + 1; }
+
+// Outputs o in [lo, hi) whose input s*o + d lies in [0, n_in).
+inline void valid_range(int64_t n_in, int64_t n_out, int64_t d, int64_t s, int64_t& lo, int64_t& hi) {
+  lo = d >= 0 ? 0 : (-d + s - 1) / s;
+  const int64_t top = n_in - 1 - d;
+  hi = top < 0 ? 0 : std::min(n_out, top / s + 1);
+  if (hi < lo) hi = lo;
+}
+
+struct Geometry {
+  int64_t N, C, H, W, Ho, Wo, k, s, p;
+};
+
+Geometry check_inputs(const at::Tensor& x, const at::Tensor& weight, int64_t stride) {
+  TORCH_CHECK(x.dim() == 4, "per_pixel_conv: 'x' must be [B, C, H, W], got ", x.sizes());
+  TORCH_CHECK(weight.dim() == 4, "per_pixel_conv: 'weight' must be [C, k*k, H_out, W_out], got ",
+              weight.sizes());
+  TORCH_CHECK(stride >= 1, "per_pixel_conv: 'stride' must be >= 1, got ", stride);
+  TORCH_CHECK(x.scalar_type() == weight.scalar_type(), "per_pixel_conv: 'x' and 'weight' dtypes differ");
+  Geometry g;
+  g.N = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
+  const int64_t taps = weight.size(1);
+  g.k = 1;
+  while (g.k * g.k < taps) ++g.k;
+  TORCH_CHECK(g.k * g.k == taps && g.k % 2 == 1, "per_pixel_conv: 'weight' must hold k*k taps, odd k");
+  TORCH_CHECK(g.k <= 11, "per_pixel_conv: kernel sizes up to 11 are supported, got ", g.k);
+  g.s = stride; g.p = (g.k - 1) / 2;
+  g.Ho = output_size(g.H, g.k, g.s); g.Wo = output_size(g.W, g.k, g.s);
+  TORCH_CHECK(weight.size(0) == g.C && weight.size(2) == g.Ho && weight.size(3) == g.Wo,
+              "per_pixel_conv: 'weight' ", weight.sizes(), " does not fit 'x' ", x.sizes(),
+              " with stride ", stride);
+  return g;
+}
+
+bool use_channels_last(const at::Tensor& x) {
+  return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+}
+
+// ---------------------------------------------------------------- forward
+// Contiguous inputs narrower than this run through the channels-last kernel (rows of a
+// few pixels are too short to vectorise); tvconv/fused.py mirrors the constant.
+constexpr int64_t kMinContiguousWidth = 32;
+// Bytes of per-pixel kernels a block of output rows should span (L2-sized).
+constexpr int64_t kBlockBytes = 512 * 1024;
+
+inline int64_t row_block(int64_t bytes_per_row, int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>(rows, kBlockBytes / std::max<int64_t>(1, bytes_per_row)));
+}
+
+// One output pixel (i, j) of `Images` images: every valid tap accumulated in vector
+// registers (GCC/Clang vector extensions, 64 bytes: one AVX-512 register, two AVX2 ones)
+// before one store; each per-pixel kernel vector is loaded once for all the images.
+constexpr int64_t kImages = 4;
+constexpr int64_t MAX_TAPS = 121;  // k <= 11
+
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(64)));
+  static constexpr int64_t lanes = 64 / sizeof(T);
+  static inline type load(const T* p) { type v; __builtin_memcpy(&v, p, sizeof(v)); return v; }
+  static inline void store(T* p, type v) { __builtin_memcpy(p, &v, sizeof(v)); }
+};
+
+template <typename T, int64_t Images>
+inline void pixel(T* const* o, const T* const* x, const T* const* w, const int64_t* x_off,
+                  int64_t taps, const T* __restrict bias, int64_t channels) {
+  using V = Vec<T>;
+  int64_t c0 = 0;
+  for (; c0 + V::lanes <= channels; c0 += V::lanes) {
+    typename V::type acc[Images];
+    const typename V::type init = bias ? V::load(bias + c0) : typename V::type{};
+    for (int64_t n = 0; n < Images; ++n) acc[n] = init;
+    for (int64_t t = 0; t < taps; ++t) {
+      const typename V::type wv = V::load(w[t] + c0);
+      for (int64_t n = 0; n < Images; ++n) acc[n] += wv * V::load(x[n] + x_off[t] + c0);
+    }
+    for (int64_t n = 0; n < Images; ++n) V::store(o[n] + c0, acc[n]);
+  }
+  for (; c0 < channels; ++c0) {
+    for (int64_t n = 0; n < Images; ++n) {
+      T acc = bias ? bias[c0] : T(0);
+      for (int64_t t = 0; t < taps; ++t) acc += w[t][c0] * x[n][x_off[t] + c0];
+      o[n][c0] = acc;
+    }
+  }
+}
+
+template <typename T>
+void forward_channels_last(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
+                           T* __restrict out, const Geometry& g) {
+  const int64_t row_len = g.Wo * g.C;
+  // Tasks are (block of output rows, group of kImages images), block-major: the kernels
+  // of a block (~L2-sized) are reused by every image group.
+  const int64_t rows_per_block = row_block(g.k * g.k * row_len * int64_t(sizeof(T)), g.Ho);
+  const int64_t blocks = (g.Ho + rows_per_block - 1) / rows_per_block;
+  const int64_t groups = (g.N + kImages - 1) / kImages;
+  at::parallel_for(0, blocks * groups, 1, [&](int64_t begin, int64_t end) {
+    const T* wt[MAX_TAPS];
+    int64_t x_off[MAX_TAPS];
+    T* o[kImages];
+    const T* xi[kImages];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n0 = (task % groups) * kImages, i0 = (task / groups) * rows_per_block;
+      const int64_t images = std::min(kImages, g.N - n0);
+      for (int64_t i = i0; i < std::min(g.Ho, i0 + rows_per_block); ++i) {
+        for (int64_t n = 0; n < images; ++n) {
+          o[n] = out + ((n0 + n) * g.Ho + i) * row_len;
+          xi[n] = x + (n0 + n) * g.H * g.W * g.C;
+        }
+        for (int64_t j = 0; j < g.Wo; ++j) {
+          int64_t taps = 0;
+          for (int64_t a = 0; a < g.k; ++a) {
+            const int64_t row = g.s * i + a - g.p;
+            if (row < 0 || row >= g.H) continue;
+            for (int64_t b = 0; b < g.k; ++b) {
+              const int64_t col = g.s * j + b - g.p;
+              if (col < 0 || col >= g.W) continue;
+              wt[taps] = w + ((a * g.k + b) * g.Ho + i) * row_len + j * g.C;
+              x_off[taps] = (row * g.W + col) * g.C;
+              ++taps;
+            }
+          }
+          T* oj[kImages];
+          for (int64_t n = 0; n < images; ++n) oj[n] = o[n] + j * g.C;
+          const T* bj = bias ? bias + i * row_len + j * g.C : nullptr;
+          if (images == kImages) {
+            pixel<T, kImages>(oj, xi, wt, x_off, taps, bj, g.C);
+          } else {
+            for (int64_t n = 0; n < images; ++n) pixel<T, 1>(oj + n, xi + n, wt, x_off, taps, bj, g.C);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void forward_contiguous(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
+                        T* __restrict out, const Geometry& g) {
+  const int64_t K = g.k * g.k;
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, g.Wo * K));
+  // rows ordered (c, i, n): consecutive rows share the weight rows of (c, i)
+  at::parallel_for(0, g.C * g.Ho * g.N, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r % g.N, ci = r / g.N, c = ci / g.Ho, i = ci % g.Ho;
+      T* __restrict o = out + ((n * g.C + c) * g.Ho + i) * g.Wo;
+      if (bias) std::copy(bias + ci * g.Wo, bias + (ci + 1) * g.Wo, o);
+      else std::fill(o, o + g.Wo, T(0));
+      for (int64_t a = 0; a < g.k; ++a) {
+        const int64_t row = g.s * i + a - g.p;
+        if (row < 0 || row >= g.H) continue;
+        const T* __restrict xr = x + ((n * g.C + c) * g.H + row) * g.W;
+        for (int64_t b = 0; b < g.k; ++b) {
+          int64_t lo, hi;
+          valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+          const T* __restrict wr = w + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
+          const T* __restrict xs = xr + b - g.p;
+          if (g.s == 1) {
+            for (int64_t j = lo; j < hi; ++j) o[j] += wr[j] * xs[j];
+          } else {
+            for (int64_t j = lo; j < hi; ++j) o[j] += wr[j] * xs[g.s * j];
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
+                          const c10::optional<at::Tensor>& bias, int64_t stride) {
+  const Geometry g = check_inputs(x, weight, stride);
+  const bool last = use_channels_last(x) || g.Wo < kMinContiguousWidth;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->sizes() == at::IntArrayRef({g.C, g.Ho, g.Wo}),
+                "per_pixel_conv: 'bias' must be [C, H_out, W_out], got ", bias->sizes());
+  }
+  at::Tensor out;
+  if (last) {
+    auto xl = x.permute({0, 2, 3, 1}).contiguous();
+    auto wl = weight.permute({1, 2, 3, 0}).contiguous();  // (k*k, Ho, Wo, C)
+    at::Tensor bl;
+    if (bias.has_value()) bl = bias->permute({1, 2, 0}).contiguous();
+    auto outl = at::empty({g.N, g.Ho, g.Wo, g.C}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
+      forward_channels_last<scalar_t>(xl.data_ptr<scalar_t>(), wl.data_ptr<scalar_t>(),
+                                      bias.has_value() ? bl.data_ptr<scalar_t>() : nullptr,
+                                      outl.data_ptr<scalar_t>(), g);
+    });
+    out = outl.permute({0, 3, 1, 2});
+    if (!use_channels_last(x)) out = out.contiguous();  // the caller's memory format
+  } else {
+    auto xc = x.contiguous();
+    auto wc = weight.contiguous();
+    at::Tensor bc;
+    if (bias.has_value()) bc = bias->contiguous();
+    out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
+      forward_contiguous<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
+                                   bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr,
+                                   out.data_ptr<scalar_t>(), g);
+    });
+  }
+  return out;
+}
+
+// --------------------------------------------------------------- backward
+// grad_x[n, c, h, col] = sum over taps (a, b) and outputs (i, j) with s*i + a - p = h and
+// s*j + b - p = col of grad[n, c, i, j] * W[c, t, i, j]: gathered per input row h, so
+// every thread owns the rows it writes.
+template <typename T>
+void grad_input_channels_last(const T* __restrict grad, const T* __restrict w, T* __restrict gx,
+                              const Geometry& g) {
+  const int64_t row_len = g.Wo * g.C;
+  at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / g.H, h = r % g.H;
+      T* __restrict xrow = gx + r * g.W * g.C;
+      std::fill(xrow, xrow + g.W * g.C, T(0));
+      for (int64_t a = 0; a < g.k; ++a) {
+        const int64_t num = h + g.p - a;
+        if (num < 0 || num % g.s) continue;
+        const int64_t i = num / g.s;
+        if (i >= g.Ho) continue;
+        const T* __restrict gr = grad + (n * g.Ho + i) * row_len;
+        for (int64_t b = 0; b < g.k; ++b) {
+          int64_t lo, hi;
+          valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+          const T* __restrict wr = w + ((a * g.k + b) * g.Ho + i) * row_len;
+          if (g.s == 1) {
+            T* __restrict xp = xrow + (lo + b - g.p) * g.C;
+            const T* __restrict gp = gr + lo * g.C;
+            const T* __restrict wp = wr + lo * g.C;
+            const int64_t len = (hi - lo) * g.C;
+            for (int64_t m = 0; m < len; ++m) xp[m] += gp[m] * wp[m];
+          } else {
+            for (int64_t j = lo; j < hi; ++j) {
+              T* __restrict xp = xrow + (g.s * j + b - g.p) * g.C;
+              const T* __restrict gp = gr + j * g.C;
+              const T* __restrict wp = wr + j * g.C;
+              for (int64_t c = 0; c < g.C; ++c) xp[c] += gp[c] * wp[c];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void grad_input_contiguous(const T* __restrict grad, const T* __restrict w, T* __restrict gx,
+                           const Geometry& g) {
+  const int64_t K = g.k * g.k;
+  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(1, g.W * g.k));
+  at::parallel_for(0, g.N * g.C * g.H, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t h = r % g.H, nc = r / g.H, c = nc % g.C;
+      T* __restrict xrow = gx + r * g.W;
+      std::fill(xrow, xrow + g.W, T(0));
+      for (int64_t a = 0; a < g.k; ++a) {
+        const int64_t num = h + g.p - a;
+        if (num < 0 || num % g.s) continue;
+        const int64_t i = num / g.s;
+        if (i >= g.Ho) continue;
+        const T* __restrict gr = grad + (nc * g.Ho + i) * g.Wo;
+        for (int64_t b = 0; b < g.k; ++b) {
+          int64_t lo, hi;
+          valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+          const T* __restrict wr = w + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
+          T* __restrict xs = xrow + b - g.p;
+          if (g.s == 1) {
+            for (int64_t j = lo; j < hi; ++j) xs[j] += gr[j] * wr[j];
+          } else {
+            for (int64_t j = lo; j < hi; ++j) xs[g.s * j] += gr[j] * wr[j];
+          }
+        }
+      }
+    }
+  });
+}
+
+// grad_W[c, t, i, j] = sum_n grad[n, c, i, j] * X[n, c, s*i + a - p, s*j + b - p]: each
+// thread owns output rows (i, or (c, i)) and sums over the batch itself.
+template <typename T>
+void grad_weight_channels_last(const T* __restrict grad, const T* __restrict x, T* __restrict gw,
+                               const Geometry& g) {
+  const int64_t row_len = g.Wo * g.C;
+  at::parallel_for(0, g.Ho, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t t = 0; t < g.k * g.k; ++t) {
+        T* wr = gw + (t * g.Ho + i) * row_len;
+        std::fill(wr, wr + row_len, T(0));
+      }
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* __restrict gr = grad + (n * g.Ho + i) * row_len;
+        for (int64_t a = 0; a < g.k; ++a) {
+          const int64_t row = g.s * i + a - g.p;
+          if (row < 0 || row >= g.H) continue;
+          const T* __restrict xr = x + (n * g.H + row) * g.W * g.C;
+          for (int64_t b = 0; b < g.k; ++b) {
+            int64_t lo, hi;
+            valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+            T* __restrict wr = gw + ((a * g.k + b) * g.Ho + i) * row_len;
+            if (g.s == 1) {
+              const T* __restrict xp = xr + (lo + b - g.p) * g.C;
+              const T* __restrict gp = gr + lo * g.C;
+              T* __restrict wp = wr + lo * g.C;
+              const int64_t len = (hi - lo) * g.C;
+              for (int64_t m = 0; m < len; ++m) wp[m] += gp[m] * xp[m];
+            } else {
+              for (int64_t j = lo; j < hi; ++j) {
+                const T* __restrict xp = xr + (g.s * j + b - g.p) * g.C;
+                const T* __restrict gp = gr + j * g.C;
+                T* __restrict wp = wr + j * g.C;
+                for (int64_t c = 0; c < g.C; ++c) wp[c] += gp[c] * xp[c];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void grad_weight_contiguous(const T* __restrict grad, const T* __restrict x, T* __restrict gw,
+                            const Geometry& g) {
+  const int64_t K = g.k * g.k;
+  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(1, g.N * g.Wo * K));
+  at::parallel_for(0, g.C * g.Ho, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t ci = begin; ci < end; ++ci) {
+      const int64_t c = ci / g.Ho, i = ci % g.Ho;
+      for (int64_t t = 0; t < K; ++t) {
+        T* wr = gw + ((c * K + t) * g.Ho + i) * g.Wo;
+        std::fill(wr, wr + g.Wo, T(0));
+      }
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* __restrict gr = grad + ((n * g.C + c) * g.Ho + i) * g.Wo;
+        for (int64_t a = 0; a < g.k; ++a) {
+          const int64_t row = g.s * i + a - g.p;
+          if (row < 0 || row >= g.H) continue;
+          const T* __restrict xr = x + ((n * g.C + c) * g.H + row) * g.W;
+          for (int64_t b = 0; b < g.k; ++b) {
+            int64_t lo, hi;
+            valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+            T* __restrict wr = gw + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
+            const T* __restrict xs = xr + b - g.p;
+            if (g.s == 1) {
+              for (int64_t j = lo; j < hi; ++j) wr[j] += gr[j] * xs[j];
+            } else {
+              for (int64_t j = lo; j < hi; ++j) wr[j] += gr[j] * xs[g.s * j];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> per_pixel_conv_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                            const at::Tensor& weight, int64_t stride,
+                                                            bool input_grad, bool weight_grad) {
+  const Geometry g = check_inputs(x, weight, stride);
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
+              "per_pixel_conv_backward: 'grad' must be ", at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
+              ", got ", grad.sizes());
+  const bool last = use_channels_last(x) || g.Wo < kMinContiguousWidth;
+  at::Tensor gx, gw;
+  if (last) {
+    auto gl = grad.permute({0, 2, 3, 1}).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv_backward", [&] {
+      if (input_grad) {
+        auto wl = weight.permute({1, 2, 3, 0}).contiguous();
+        auto gxl = at::empty({g.N, g.H, g.W, g.C}, x.options());
+        grad_input_channels_last<scalar_t>(gl.data_ptr<scalar_t>(), wl.data_ptr<scalar_t>(),
+                                           gxl.data_ptr<scalar_t>(), g);
+        gx = gxl.permute({0, 3, 1, 2});
+        if (!use_channels_last(x)) gx = gx.contiguous();
+      }
+      if (weight_grad) {
+        auto xl = x.permute({0, 2, 3, 1}).contiguous();
+        auto gwl = at::empty({g.k * g.k, g.Ho, g.Wo, g.C}, x.options());
+        grad_weight_channels_last<scalar_t>(gl.data_ptr<scalar_t>(), xl.data_ptr<scalar_t>(),
+                                            gwl.data_ptr<scalar_t>(), g);
+        gw = gwl.permute({3, 0, 1, 2});
+      }
+    });
+  } else {
+    auto gc = grad.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv_backward", [&] {
+      if (input_grad) {
+        auto wc = weight.contiguous();
+        gx = at::empty({g.N, g.C, g.H, g.W}, x.options());
+        grad_input_contiguous<scalar_t>(gc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
+                                        gx.data_ptr<scalar_t>(), g);
+      }
+      if (weight_grad) {
+        auto xc = x.contiguous();
+        gw = at::empty({g.C, g.k * g.k, g.Ho, g.Wo}, x.options());
+        grad_weight_contiguous<scalar_t>(gc.data_ptr<scalar_t>(), xc.data_ptr<scalar_t>(),
+                                         gw.data_ptr<scalar_t>(), g);
+      }
+    });
+  }
+  if (!gx.defined()) gx = at::zeros({0}, x.options());
+  if (!gw.defined()) gw = at::zeros({0}, x.options());
+  return {gx, gw};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(tvconv, m) {
+  m.def("per_pixel_conv(Tensor x, Tensor weight, Tensor? bias, int stride) -> Tensor");
+  m.def("per_pixel_conv_backward(Tensor grad, Tensor x, Tensor weight, int stride, "
+        "bool input_grad, bool weight_grad) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(tvconv, CPU, m) {
+  m.impl("per_pixel_conv", &per_pixel_conv);
+  m.impl("per_pixel_conv_backward", &per_pixel_conv_backward);
+}
