@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp.unlink(missing_ok=True)
     cpp_extension.load(name="tvconv_kernels", sources=[str(SOURCE)],
                        build_directory=str(LIB_DIR),
-                       extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                       extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                       extra_ldflags=["-fopenmp"],
                        is_python_module=False, verbose=args.verbose)
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(torch.__version__ + "\n")
