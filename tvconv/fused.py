@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ._checks import check_image_batch, check_int
 from .apply import _check_weight, translation_variant_conv
 
 LIBRARY = Path(__file__).resolve().parent / "_lib" / "tvconv_kernels.so"
@@ -140,7 +141,14 @@ def per_pixel_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     Returns:
         ``[B, C, H_out, W_out]``, channels-last for a channels-last input.
         Differentiable in ``x``, ``weight`` and ``bias`` on both paths.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor, ``stride`` not an int.
+        ValueError: ``x`` is not ``[B, C, H, W]`` with ``H, W >= 1``, ``stride < 1``,
+            or ``weight``/``bias`` do not fit ``x``.
     """
+    check_image_batch(x, "x")
+    check_int(stride, "stride", minimum=1)
     _check_weight(x, weight, bias, stride, tap_major=False)
     if not fused_applies(x) or weight.dtype != x.dtype or (
             bias is not None and bias.dtype != x.dtype):

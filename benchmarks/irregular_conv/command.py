@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.edge_threshold >= 0:  # also rejects nan
         parser.error(f"--edge-threshold must be >= 0 (got {args.edge_threshold})")
     tic = time.perf_counter()
-    # PyG warns on every SplineConv call on CPU; the notes say it once instead
+    # PyG warns on every SplineConv call on CPU (with --spline-impl pyg); the report's
+    # conv notes name the CPU kernels it runs instead
     warnings.filterwarnings("ignore", message=SPLINE_CPU_WARNING)
     env = setup_run(args)
     schedule = SCHEDULES[schedule_name(args)]

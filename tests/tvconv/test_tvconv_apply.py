@@ -4,9 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _tvconv_reference import unfold_reference
+from _tvconv_reference import per_pixel_case, per_pixel_shapes, unfold_reference
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tvconv.apply import (
     conv_output_size,
@@ -18,34 +17,13 @@ from tvconv.apply import (
     translation_variant_conv_cached,
 )
 
-shapes = st.fixed_dictionaries({
-    "batch": st.integers(1, 3),
-    "channels": st.integers(1, 5),
-    "height": st.integers(1, 9),
-    "width": st.integers(1, 9),
-    "kernel_size": st.sampled_from([1, 3, 5]),
-    "stride": st.sampled_from([1, 2, 3]),
-    "bias": st.booleans(),
-    "channels_last": st.booleans(),
-    "seed": st.integers(0, 2**16),
-})
-
-
-def _case(batch, channels, height, width, kernel_size, stride, bias, channels_last, seed):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, channels, height, width, generator=gen, dtype=torch.float64)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    out_size = conv_output_size((height, width), kernel_size, stride)
-    w = torch.randn(channels, kernel_size ** 2, *out_size, generator=gen, dtype=torch.float64)
-    b = torch.randn(channels, *out_size, generator=gen, dtype=torch.float64) if bias else None
-    return x, w, b
+shapes = per_pixel_shapes()
 
 
 @settings(max_examples=40, deadline=None)
 @given(shapes)
 def test_both_paths_equal_unfold_reference(case):
-    x, w, b = _case(**case)
+    x, w, b = per_pixel_case(**case)
     stride = case["stride"]
     expected = unfold_reference(x, w, b, stride)
     assert torch.allclose(translation_variant_conv(x, w, b, stride=stride), expected)
@@ -71,13 +49,13 @@ def test_fast_path_chunks_a_large_batch(monkeypatch):
     import tvconv.apply as apply
 
     monkeypatch.setattr(apply, "CHUNK_BYTES", 1)
-    x, w, b = _case(5, 3, 6, 7, 3, 2, True, False, 0)
+    x, w, b = per_pixel_case(5, 3, 6, 7, 3, 2, True, False, 0)
     fast = translation_variant_conv_cached(x, to_tap_major(w), b.permute(1, 2, 0), stride=2)
     assert torch.allclose(fast, unfold_reference(x, w, b, 2))
 
 
 def test_fast_path_with_precomputed_planes_and_empty_batch():
-    x, w, _ = _case(2, 4, 5, 5, 3, 1, False, True, 1)
+    x, w, _ = per_pixel_case(2, 4, 5, 5, 3, 1, False, True, 1)
     weight = to_tap_major(w)
     planes = tap_planes(weight, (5, 5), 1)
     assert torch.allclose(translation_variant_conv_cached(x, weight, planes=planes),
@@ -103,7 +81,7 @@ def test_layout_round_trip():
 
 
 def test_gradients_of_differentiable_path():
-    x, w, b = _case(2, 2, 4, 5, 3, 2, True, False, 3)
+    x, w, b = per_pixel_case(2, 2, 4, 5, 3, 2, True, False, 3)
     inputs = tuple(t.requires_grad_() for t in (x, w, b))
     assert torch.autograd.gradcheck(
         lambda x, w, b: translation_variant_conv(x, w, b, stride=2), inputs)

@@ -1,48 +1,25 @@
 """The fused per-pixel kernel (custom op) against the unfold reference and the PyTorch path."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from _tvconv_reference import unfold_reference
+from _tvconv_reference import per_pixel_case, per_pixel_shapes, unfold_reference
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tvconv import TVConv, fused, strip_generators
-from tvconv.apply import conv_output_size, translation_variant_conv
+from tvconv.apply import translation_variant_conv
 
 needs_kernels = pytest.mark.skipif(fused.BACKEND != "fused",
                                    reason=f"fused kernels not in use: {fused.FALLBACK_REASON}")
 
-shapes = st.fixed_dictionaries({
-    "batch": st.integers(0, 3),
-    "channels": st.integers(1, 6),
-    "height": st.integers(1, 9),
-    "width": st.integers(1, 9),
-    "kernel_size": st.sampled_from([1, 3, 5]),
-    "stride": st.sampled_from([1, 2, 3]),
-    "bias": st.booleans(),
-    "channels_last": st.booleans(),
-    "seed": st.integers(0, 2**16),
-})
-
-
-def _case(batch, channels, height, width, kernel_size, stride, bias, channels_last, seed,
-          dtype=torch.float64):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, channels, height, width, generator=gen, dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    out_size = conv_output_size((height, width), kernel_size, stride)
-    w = torch.randn(channels, kernel_size ** 2, *out_size, generator=gen, dtype=dtype)
-    b = torch.randn(channels, *out_size, generator=gen, dtype=dtype) if bias else None
-    return x, w, b
+shapes = per_pixel_shapes(min_batch=0, max_channels=6)
 
 
 def test_library_in_use_when_built():
-    # make builds the library; a built library for this torch must be the one in use
-    stamp = fused.LIBRARY.with_name("torch_version.txt")
-    if fused.LIBRARY.exists() and stamp.exists() and stamp.read_text().strip() == \
-            torch.__version__ and fused.FALLBACK_REASON != "disabled by TVCONV_KERNELS=0":
+    # make builds the library; where it is built and not disabled it must be in use
+    if fused.LIBRARY.exists() and os.environ.get("TVCONV_KERNELS", "1") != "0":
         assert fused.BACKEND == "fused", fused.FALLBACK_REASON
     assert fused.backend_info()["tvconv_backend"] == fused.BACKEND
 
@@ -51,7 +28,7 @@ def test_library_in_use_when_built():
 @settings(max_examples=60, deadline=None)
 @given(shapes)
 def test_fused_op_equals_unfold_reference_with_gradients(case):
-    x, w, b = _case(**case)
+    x, w, b = per_pixel_case(**case)
     stride = case["stride"]
     inputs = [t.requires_grad_() for t in (x, w, b) if t is not None]
     out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
@@ -72,7 +49,7 @@ def test_fused_op_equals_unfold_reference_with_gradients(case):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_op_gradcheck_and_opcheck(stride, channels_last):
-    x, w, b = _case(2, 3, 6, 5, 3, stride, True, channels_last, seed=stride)
+    x, w, b = per_pixel_case(2, 3, 6, 5, 3, stride, True, channels_last, seed=stride)
     args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), stride)
     assert torch.autograd.gradcheck(lambda *a: torch.ops.tvconv.per_pixel_conv(*a, stride),
                                     args[:3])
@@ -82,22 +59,28 @@ def test_fused_op_gradcheck_and_opcheck(stride, channels_last):
 @needs_kernels
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_float32_matches_pytorch_path(channels_last):
-    x, w, b = _case(4, 16, 13, 11, 3, 1, True, channels_last, seed=3, dtype=torch.float32)
+    x, w, b = per_pixel_case(4, 16, 13, 11, 3, 1, True, channels_last, seed=3, dtype=torch.float32)
     torch.testing.assert_close(fused.per_pixel_conv(x, w, b),
                                translation_variant_conv(x, w, b), rtol=1e-5, atol=1e-5)
 
 
 def test_fallback_for_other_dtypes_is_the_pytorch_path():
-    x, w, b = _case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.bfloat16)
+    x, w, b = per_pixel_case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.bfloat16)
     assert not fused.fused_applies(x)
     torch.testing.assert_close(fused.per_pixel_conv(x, w, b, stride=2),
                                translation_variant_conv(x, w, b, stride=2))
 
 
-def test_bad_weight_is_a_value_error():
+def test_bad_input_is_named():
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(ValueError, match="'weight'"):
         fused.per_pixel_conv(x, torch.randn(3, 9, 7, 8))
+    with pytest.raises(ValueError, match="'stride'"):
+        fused.per_pixel_conv(x, torch.randn(3, 9, 8, 8), stride=0)
+    with pytest.raises(ValueError, match="'x'"):
+        fused.per_pixel_conv(x[0], torch.randn(3, 9, 8, 8))
+    with pytest.raises(TypeError, match="'x'"):
+        fused.per_pixel_conv(x.long(), torch.randn(3, 9, 8, 8))
 
 
 @needs_kernels
