@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from benchmarks.common.grid_convs import GRID_CONVS
 from benchmarks.common.timing import median_time, peak_memory_bytes
 from pyg_hgconv.nn.conv.registry import GraphInputs, build_conv, conv_names, get_conv
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 from pyg_hgconv.profile.counter import conv_flops, count_flops
 from pyg_hgconv.profile.rules import knn_edges
 
@@ -224,7 +225,7 @@ def _graph_stats(conv: str, graph, step: nn.Module) -> dict[str, Any]:
 
 
 def measure_graph(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule, seed: int,
-                  edge_threshold: float, direction_rule: str = "paper",
+                  edge_threshold: float, direction_rule: str = DIRECTION_RULE,
                   conv_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A graph conv in the slot of an :class:`~pyg_hgconv.HGConvModule` on ``x``."""
     from pyg_hgconv import HGConvModule

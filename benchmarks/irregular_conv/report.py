@@ -9,6 +9,7 @@ from benchmarks.common.plots import group_records, line_plot, scatter_plot, seed
 from benchmarks.common.results import markdown_table
 from benchmarks.common.summary import format_pm
 from pyg_hgconv.nn.conv.registry import get_conv
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 
 from .comparison import (
     HG_MODEL,
@@ -263,7 +264,7 @@ def summary_table(summaries: Sequence[Record]) -> str:
         ("transfer_note", "3x3 kernels")])
 
 
-def fairness_notes(edge_threshold: float, direction_rule: str = "paper") -> str:
+def fairness_notes(edge_threshold: float, direction_rule: str = DIRECTION_RULE) -> str:
     """What each baseline sees of the group graph (the choices behind the comparison)."""
     return "\n".join([
         "How the baselines use the same group graphs (choices that can weaken them):",

@@ -28,8 +28,9 @@ from pyg_hgconv.nn.pool.adjacency import (
     TypedEdges,
     cancel_noise,
     group_adjacency,
-    keep_strongest_direction,
+    select_directions,
 )
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 from pyg_hgconv.nn.pool.tiling import TiledAssignment
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 from pyg_hgconv.viz.convert import image_size_of, select_image
@@ -127,7 +128,8 @@ def summed_adjacency(graph: Batch | Data, index: int = 0) -> tuple[Tensor, Tenso
                     reduce="sum")
 
 
-def adjacency_stages(graph: Batch | Data, index: int = 0) -> dict[str, TypedEdges]:
+def adjacency_stages(graph: Batch | Data, index: int = 0,
+                     direction_rule: str = DIRECTION_RULE) -> dict[str, TypedEdges]:
     r"""Recompute the adjacency pipeline of image ``index`` from its stored assignment.
 
     Returns the typed edges ``(edge_index, edge_type, edge_weight)`` after each
@@ -137,12 +139,14 @@ def adjacency_stages(graph: Batch | Data, index: int = 0) -> dict[str, TypedEdge
       :func:`~pyg_hgconv.nn.pool.adjacency.group_adjacency`);
     * ``'noise_canceled'``: :math:`\max(0, \hat{A}^\delta - \hat{A}^{\bar\delta})`
       (Eq. 7, :func:`~pyg_hgconv.nn.pool.adjacency.cancel_noise`);
-    * ``'max_direction'``: then only the strongest direction per pair
-      (:func:`~pyg_hgconv.nn.pool.adjacency.keep_strongest_direction`).
+    * ``'max_direction'``: then one direction per pair, chosen by
+      ``direction_rule`` (:func:`~pyg_hgconv.nn.pool.adjacency.select_directions`;
+      the ``'centroid'`` rule reads the stored centroids ``pos``).
 
     Finalising the last stage (:func:`~pyg_hgconv.nn.pool.adjacency.finalize_adjacency`)
     gives the stored edges of a graph built with ``noise_cancel=True,
-    max_direction=True``. Node indices are local to the image.
+    max_direction=True`` and the same ``direction_rule`` (pass the rule the graph
+    was built with). Node indices are local to the image.
     """
     data = select_image(graph, index)
     height, width = image_size_of(data)
@@ -152,7 +156,8 @@ def adjacency_stages(graph: Batch | Data, index: int = 0) -> dict[str, TypedEdge
     raw = group_adjacency(TiledAssignment.from_coo(assign_index, assign_weight, 1, height,
                                                    width, num_groups))
     canceled = cancel_noise(*raw, num_groups)
-    strongest = keep_strongest_direction(*canceled, num_groups)
+    pos = None if data.pos is None else data.pos.detach()
+    strongest = select_directions(*canceled, num_groups, direction_rule, pos)
     return dict(zip(ADJACENCY_STAGES, (raw, canceled, strongest), strict=True))
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 from pyg_hgconv.viz.convert import (
     DIRECTION_NAMES,
@@ -357,6 +358,7 @@ def plot_adjacency_matrices(graph: Batch | Data, path: str | os.PathLike, *, ind
                             stages: Sequence[str] = ("raw", "noise_canceled"),
                             directions: Sequence[int] = AXIS_DIRECTIONS,
                             max_groups: int | None = 80, gamma: float = 0.5,
+                            direction_rule: str = DIRECTION_RULE,
                             panel_size: float = 2.2, dpi: int = 150) -> Path:
     r"""The direction-wise adjacency matrices before and after noise-canceling
     (the paper's Fig. 5, top left), recomputed from the stored assignment with
@@ -376,6 +378,8 @@ def plot_adjacency_matrices(graph: Batch | Data, path: str | os.PathLike, *, ind
             (groups are numbered in raster order of their centres, so this is a
             band of the image); ``None`` shows all.
         gamma: exponent of the colour scale (1 = linear).
+        direction_rule: the rule the graph was built with (for the
+            ``'max_direction'`` stage).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -396,7 +400,7 @@ def plot_adjacency_matrices(graph: Batch | Data, path: str | os.PathLike, *, ind
     data = select_image(graph, index)
     num_groups = int(data.num_nodes)
     shown = num_groups if max_groups is None else min(num_groups, max_groups)
-    computed = adjacency_stages(data)
+    computed = adjacency_stages(data, direction_rule=direction_rule)
     blocks = {(s, d): as_numpy(dense_adjacency(computed[s], d, num_groups)[:shown, :shown])
               for s in stages for d in directions}
     vmax = max((_off_diagonal_max(b) for b in blocks.values()), default=0.0) \

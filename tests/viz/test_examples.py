@@ -1,4 +1,4 @@
-"""The four examples run (small sizes), write real figures and report true facts."""
+"""The examples run (small sizes), write real figures and report true facts."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,14 @@ import sys
 import pytest
 import torch
 from _viz_helpers import EXAMPLES, REPO_ROOT, assert_real_png
+from torch_geometric.loader import DataLoader
 
 from pyg_hgconv import viz
+from pyg_hgconv.datasets import has_dataset
+from pyg_hgconv.transforms import ToGroupGraph
 
-NAMES = ("hgconv_layer", "group_graph_networkx", "active_focus_roads", "tvconv_face")
+NAMES = ("hgconv_layer", "group_graph_networkx", "active_focus_roads", "tvconv_face",
+         "mnist_group_graphs")
 
 
 def example_main(name: str):
@@ -96,6 +100,32 @@ def test_tvconv_face(tmp_path):
          "--dpi", "60", "--out", str(tmp_path)])
     assert result["moved"] > 0  # one SGD step moves the affinity maps away from 1
     assert result["files"][0].name == "tvconv_face_affinity.png"
+    assert_real_png(result["files"][0], (200, 200))
+
+
+@pytest.mark.skipif(not has_dataset("mnist"), reason="MNIST IDX files not in the data root")
+def test_mnist_group_graphs(tmp_path):
+    result = example_main("mnist_group_graphs")(
+        ["--limit", "120", "--epochs", "1", "--dpi", "60", "--out", str(tmp_path)])
+    train, test, model = result["train"], result["test"], result["model"]
+    assert len(train) == len(test) == 120
+    # the cached graphs are the transform's graphs of the stored digits
+    digit = test[3]
+    fresh = ToGroupGraph(num_groups=75)(digit.img[0])
+    assert torch.equal(fresh.edge_index, digit.edge_index)
+    assert torch.equal(fresh.edge_type, digit.edge_type)
+    torch.testing.assert_close(fresh.x, digit.x)
+    # the accuracy of the collated batches is the accuracy of the digits one by one
+    model.eval()
+    with torch.no_grad():
+        one_by_one = [int(model(batch).argmax()) for batch in DataLoader(test, batch_size=1)]
+    labels = [int(test[i].y) for i in range(len(test))]
+    correct = sum(p == y for p, y in zip(one_by_one, labels, strict=True))
+    assert result["accuracy"] == pytest.approx(correct / len(test))
+    graph_nx = result["networkx"]
+    assert graph_nx.number_of_nodes() == test[0].num_nodes == 75
+    assert graph_nx.number_of_edges() == test[0].num_edges
+    assert result["files"][0].name == "mnist_group_graphs.png"
     assert_real_png(result["files"][0], (200, 200))
 
 

@@ -7,7 +7,8 @@ from _viz_helpers import build_graph
 
 import pyg_hgconv as H
 from pyg_hgconv import viz
-from pyg_hgconv.nn.pool.adjacency import finalize_adjacency
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, finalize_adjacency
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 
 
@@ -73,28 +74,30 @@ def test_summed_adjacency_sums_all_directions_both_ways(graph):
     torch.testing.assert_close(expected, total.triu())
 
 
-def test_stages_recompute_the_stored_adjacency(images):
-    for kwargs in ({}, {"max_direction": False}):
-        graph = build_graph(images, **kwargs)
-        for index in range(graph.num_graphs):
-            data = graph[index]
-            n = data.num_nodes
-            stages = viz.adjacency_stages(graph, index)
-            assert tuple(stages) == viz.ADJACENCY_STAGES
-            last = stages["max_direction" if not kwargs else "noise_canceled"]
-            edge_index, edge_type, edge_weight = finalize_adjacency(*last, n)
-            assert torch.equal(edge_index, data.edge_index)
-            assert torch.equal(edge_type, data.edge_type)
-            torch.testing.assert_close(edge_weight, data.edge_weight)
-            # Eq. 7 entry by entry: A <- max(0, A - A_opposite)
-            raw = dense_typed(stages["raw"], n)
-            canceled = dense_typed(stages["noise_canceled"], n)
-            torch.testing.assert_close(canceled, (raw - raw.flip(0)).clamp_min(0))
-            for stage, edges in stages.items():
-                dense = dense_typed(edges, n)
-                for t in (1, 3, 5, 7):
-                    torch.testing.assert_close(viz.dense_adjacency(edges, t, n), dense[t],
-                                               msg=stage)
+@pytest.mark.parametrize("kwargs", [{"max_direction": False}] + [
+    {"direction_rule": rule} for rule in DIRECTION_RULES])
+def test_stages_recompute_the_stored_adjacency(images, kwargs):
+    graph = build_graph(images, **kwargs)
+    rule = kwargs.get("direction_rule", DIRECTION_RULE)
+    for index in range(graph.num_graphs):
+        data = graph[index]
+        n = data.num_nodes
+        stages = viz.adjacency_stages(graph, index, direction_rule=rule)
+        assert tuple(stages) == viz.ADJACENCY_STAGES
+        last = stages["noise_canceled" if "max_direction" in kwargs else "max_direction"]
+        edge_index, edge_type, edge_weight = finalize_adjacency(*last, n)
+        assert torch.equal(edge_index, data.edge_index)
+        assert torch.equal(edge_type, data.edge_type)
+        torch.testing.assert_close(edge_weight, data.edge_weight)
+        # Eq. 7 entry by entry: A <- max(0, A - A_opposite)
+        raw = dense_typed(stages["raw"], n)
+        canceled = dense_typed(stages["noise_canceled"], n)
+        torch.testing.assert_close(canceled, (raw - raw.flip(0)).clamp_min(0))
+        for stage, edges in stages.items():
+            dense = dense_typed(edges, n)
+            for t in (1, 3, 5, 7):
+                torch.testing.assert_close(viz.dense_adjacency(edges, t, n), dense[t],
+                                           msg=stage)
 
 
 def test_dense_adjacency_is_target_by_source():

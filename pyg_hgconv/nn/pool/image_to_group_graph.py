@@ -24,7 +24,7 @@ from pyg_hgconv.utils.sparse import HALF_DTYPES, no_autocast
 #: paper default downsampling ratio (Sec. 5.1)
 DEFAULT_RATIO = 1 / 64
 #: the default rule that gives a pair of groups its one direction type
-DIRECTION_RULE = "paper"
+DIRECTION_RULE = "centroid"
 #: what the importance map can be computed on
 IMPORTANCE_SOURCES = ("embedding", "features")
 
