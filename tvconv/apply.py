@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._checks import check_image_batch, check_int
+
 #: Bytes of input + output per batch chunk of the fast path (L2-sized).
 CHUNK_BYTES = 1 << 20
 
@@ -110,8 +112,11 @@ def tap_geometry(in_size: tuple[int, int], kernel_size: int, stride: int) -> tup
 
 def _check_weight(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int,
                   tap_major: bool) -> tuple[int, tuple[int, int]]:
-    if weight.dim() != 4:
-        raise ValueError(f"'weight' must have 4 dims, got shape {tuple(weight.shape)}")
+    check_image_batch(x, "x")
+    check_int(stride, "stride", minimum=1)
+    if not isinstance(weight, Tensor) or weight.dim() != 4:
+        raise ValueError(f"'weight' must be a 4-dim tensor, got "
+                         f"{tuple(getattr(weight, 'shape', ())) or type(weight).__name__}")
     taps = weight.shape[0] if tap_major else weight.shape[1]
     kernel_size = math.isqrt(taps)
     if kernel_size * kernel_size != taps or kernel_size % 2 == 0:

@@ -109,3 +109,13 @@ def test_shape_errors_name_the_argument():
         translation_variant_conv(x, torch.randn(3, 9, 5, 5), torch.randn(3, 4, 4))
     with pytest.raises(ValueError, match="weight"):
         translation_variant_conv_cached(x, torch.randn(9, 5, 5, 2))
+    for conv, weight in ((translation_variant_conv, torch.randn(3, 9, 5, 5)),
+                         (translation_variant_conv_cached, torch.randn(9, 5, 5, 3))):
+        with pytest.raises(ValueError, match="'stride' must be >= 1"):
+            conv(x, weight, stride=0)
+        with pytest.raises(TypeError, match="'stride' must be an int"):
+            conv(x, weight, stride=1.5)
+        with pytest.raises(ValueError, match="'x' must have shape"):
+            conv(x[0], weight)
+        with pytest.raises(TypeError, match="'x' must be a floating-point"):
+            conv(x.long(), weight)

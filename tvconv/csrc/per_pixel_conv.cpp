@@ -158,6 +158,35 @@ void forward_channels_last(const T* __restrict x, const T* __restrict w, const T
   });
 }
 
+// Contiguous (NCHW) layout: calls fn(t, xs, lo, hi) for every tap t = a * k + b whose
+// input row s * i + a - p of output row i lies inside the plane x_plane [H, W]; xs
+// points at input column b - p of that row and [lo, hi) are the output columns whose
+// input column lies inside the row.
+template <typename T, typename Fn>
+inline void for_each_tap_of_row(const T* x_plane, int64_t i, const Geometry& g, Fn&& fn) {
+  for (int64_t a = 0; a < g.k; ++a) {
+    const int64_t row = g.s * i + a - g.p;
+    if (row < 0 || row >= g.H) continue;
+    const T* xr = x_plane + row * g.W;
+    for (int64_t b = 0; b < g.k; ++b) {
+      int64_t lo, hi;
+      valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
+      fn(a * g.k + b, xr + b - g.p, lo, hi);
+    }
+  }
+}
+
+// dst[j] += a[j] * xs[s * j] for j in [lo, hi)
+template <typename T>
+inline void strided_madd(T* __restrict dst, const T* __restrict a, const T* __restrict xs,
+                         int64_t s, int64_t lo, int64_t hi) {
+  if (s == 1) {
+    for (int64_t j = lo; j < hi; ++j) dst[j] += a[j] * xs[j];
+  } else {
+    for (int64_t j = lo; j < hi; ++j) dst[j] += a[j] * xs[s * j];
+  }
+}
+
 template <typename T>
 void forward_contiguous(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
                         T* __restrict out, const Geometry& g) {
@@ -170,22 +199,10 @@ void forward_contiguous(const T* __restrict x, const T* __restrict w, const T* _
       T* __restrict o = out + ((n * g.C + c) * g.Ho + i) * g.Wo;
       if (bias) std::copy(bias + ci * g.Wo, bias + (ci + 1) * g.Wo, o);
       else std::fill(o, o + g.Wo, T(0));
-      for (int64_t a = 0; a < g.k; ++a) {
-        const int64_t row = g.s * i + a - g.p;
-        if (row < 0 || row >= g.H) continue;
-        const T* __restrict xr = x + ((n * g.C + c) * g.H + row) * g.W;
-        for (int64_t b = 0; b < g.k; ++b) {
-          int64_t lo, hi;
-          valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-          const T* __restrict wr = w + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
-          const T* __restrict xs = xr + b - g.p;
-          if (g.s == 1) {
-            for (int64_t j = lo; j < hi; ++j) o[j] += wr[j] * xs[j];
-          } else {
-            for (int64_t j = lo; j < hi; ++j) o[j] += wr[j] * xs[g.s * j];
-          }
-        }
-      }
+      for_each_tap_of_row(x + (n * g.C + c) * g.H * g.W, i, g,
+                          [&](int64_t t, const T* xs, int64_t lo, int64_t hi) {
+        strided_madd(o, w + ((c * K + t) * g.Ho + i) * g.Wo, xs, g.s, lo, hi);
+      });
     }
   });
 }
@@ -359,22 +376,10 @@ void grad_weight_contiguous(const T* __restrict grad, const T* __restrict x, T* 
       }
       for (int64_t n = 0; n < g.N; ++n) {
         const T* __restrict gr = grad + ((n * g.C + c) * g.Ho + i) * g.Wo;
-        for (int64_t a = 0; a < g.k; ++a) {
-          const int64_t row = g.s * i + a - g.p;
-          if (row < 0 || row >= g.H) continue;
-          const T* __restrict xr = x + ((n * g.C + c) * g.H + row) * g.W;
-          for (int64_t b = 0; b < g.k; ++b) {
-            int64_t lo, hi;
-            valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-            T* __restrict wr = gw + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
-            const T* __restrict xs = xr + b - g.p;
-            if (g.s == 1) {
-              for (int64_t j = lo; j < hi; ++j) wr[j] += gr[j] * xs[j];
-            } else {
-              for (int64_t j = lo; j < hi; ++j) wr[j] += gr[j] * xs[g.s * j];
-            }
-          }
-        }
+        for_each_tap_of_row(x + (n * g.C + c) * g.H * g.W, i, g,
+                            [&](int64_t t, const T* xs, int64_t lo, int64_t hi) {
+          strided_madd(gw + ((c * K + t) * g.Ho + i) * g.Wo, gr, xs, g.s, lo, hi);
+        });
       }
     }
   });
