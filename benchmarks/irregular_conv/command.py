@@ -12,8 +12,8 @@ from typing import Any
 from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
 from benchmarks.common.results import ResultStore, run_cells, write_report
 from pyg_hgconv.nn.conv.registry import SPLINE_IMPLS
-from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, EDGE_THRESHOLD
-from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE, EDGE_THRESHOLD
 
 from . import __doc__ as PACKAGE_DOC
 from . import report, task
@@ -38,13 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = base_parser(
         "benchmarks.irregular_conv", PACKAGE_DOC, "results/irregular_conv",
         examples=["", "--quick", "--full --out results/irregular_conv/full-rerun",
-                  "--part operator --threads 1", "--data-root /data --edge-threshold 0.5"])
+                  "--part operator --threads 1", "--data-root /data --edge-threshold 1e-7"])
     parser.add_argument("--part", choices=("all", *PARTS), default="all",
                         help="measure only one part (the other part's stored records are kept)")
     parser.add_argument("--edge-threshold", type=float, default=EDGE_THRESHOLD,
                         metavar="W",
                         help="drop group-graph edges whose adjacency weight is below W "
-                             "(paper: 1e-7); part of the protocol")
+                             "(paper: 1e-7; pixel contacts); part of the protocol")
     parser.add_argument("--direction-rule", choices=DIRECTION_RULES, default=DIRECTION_RULE,
                         help="how a pair of groups gets its one direction type "
                              "(ImageToGroupGraph(direction_rule=...)); part of the protocol")

@@ -8,7 +8,7 @@ from _viz_helpers import build_graph
 import pyg_hgconv as H
 from pyg_hgconv import viz
 from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, finalize_adjacency
-from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
+from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE, EDGE_THRESHOLD
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS, SELF_LOOP
 
 
@@ -85,7 +85,7 @@ def test_stages_recompute_the_stored_adjacency(images, kwargs):
         stages = viz.adjacency_stages(graph, index, direction_rule=rule)
         assert tuple(stages) == viz.ADJACENCY_STAGES
         last = stages["noise_canceled" if "max_direction" in kwargs else "max_direction"]
-        edge_index, edge_type, edge_weight = finalize_adjacency(*last, n)
+        edge_index, edge_type, edge_weight = finalize_adjacency(*last, n, EDGE_THRESHOLD)
         assert torch.equal(edge_index, data.edge_index)
         assert torch.equal(edge_type, data.edge_type)
         torch.testing.assert_close(edge_weight, data.edge_weight)

@@ -37,8 +37,9 @@ from pyg_hgconv.utils.directions import (
     displacement_direction,
 )
 
-#: supplementary B: adjacency weights below this are dropped
-EDGE_THRESHOLD = 1e-7
+#: supplementary B: adjacency weights below this are dropped (the default of the
+#: pipeline functions here; :class:`~pyg_hgconv.ImageToGroupGraph` uses its own)
+PAPER_EDGE_THRESHOLD = 1e-7
 #: how one direction per pair of groups is chosen (:func:`build_group_adjacency`)
 DIRECTION_RULES = ("paper", "length", "centroid")
 
@@ -301,7 +302,7 @@ def keep_centroid_direction(edge_index: Tensor, edge_type: Tensor, edge_weight: 
 
 
 def finalize_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor,
-                       num_nodes: int, threshold: float = EDGE_THRESHOLD) -> TypedEdges:
+                       num_nodes: int, threshold: float = PAPER_EDGE_THRESHOLD) -> TypedEdges:
     r"""Supplementary B: drop weights below ``threshold``, zero the diagonal of
     every non-centre direction and set the centre direction to the identity.
 
@@ -327,7 +328,7 @@ DENSE_PIPELINE_LIMIT = 1 << 22
 
 def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True,
                           max_direction: bool = True,
-                          threshold: float = EDGE_THRESHOLD, direction_rule: str = "paper",
+                          threshold: float = PAPER_EDGE_THRESHOLD, direction_rule: str = "paper",
                           pos: Tensor | None = None,
                           groups_per_image: Tensor | None = None) -> TypedEdges:
     r"""The whole pipeline on dense ``[B, 9, n, n]`` arrays of :math:`\hat{A}^\delta`,
@@ -423,7 +424,7 @@ def build_group_adjacency(
     assignment: TiledAssignment,
     noise_cancel: bool = True,
     max_direction: bool = True,
-    threshold: float = EDGE_THRESHOLD,
+    threshold: float = PAPER_EDGE_THRESHOLD,
     direction_rule: str = "paper",
     pos: Tensor | None = None,
     groups_per_image: Tensor | None = None,

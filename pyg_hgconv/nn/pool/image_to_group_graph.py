@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from pyg_hgconv.data.group_graph import make_group_graph
-from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, EDGE_THRESHOLD, build_group_adjacency
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, build_group_adjacency
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.nn.pool.sampling import SAMPLERS, sample_centers
 from pyg_hgconv.nn.pool.slic import (
@@ -25,6 +25,9 @@ from pyg_hgconv.utils.sparse import HALF_DTYPES, no_autocast
 DEFAULT_RATIO = 1 / 64
 #: the default rule that gives a pair of groups its one direction type
 DIRECTION_RULE = "centroid"
+#: the default edge threshold: pairs of groups in contact over less than half a
+#: pixel pair (the soft assignment's tails) get no edge
+EDGE_THRESHOLD = 0.5
 #: what the importance map can be computed on
 IMPORTANCE_SOURCES = ("embedding", "features")
 
@@ -139,10 +142,12 @@ class ImageToGroupGraph(nn.Module):
             wide: cheap) or ``'features'`` (the input features, as the paper
             writes).
         edge_threshold (float): adjacency weights below it are dropped
-            (supplementary B: :math:`10^{-7}`). Weights count pixel contacts,
-            so a higher value (e.g. 0.5) keeps only groups that really touch
-            and drops the links that soft assignment tails create between
-            groups two apart; useful for convolutions that ignore weights.
+            (default :data:`EDGE_THRESHOLD` = 0.5; supplementary B:
+            :math:`10^{-7}`). Weights count pixel contacts, so 0.5 keeps the
+            groups that really touch and drops the links that the soft
+            assignment's tails create between groups two apart (with
+            :math:`10^{-7}` a group has about twice the neighbours of a
+            partition of the plane).
         alpha (float): attention weight of active focus (Eq. 11, paper 10).
         seed (int): seed of the evaluation-mode sampler.
 

@@ -22,6 +22,7 @@ from benchmarks.irregular_conv.operator import (
 from benchmarks.irregular_conv.schedules import SCHEDULES
 from benchmarks.irregular_conv.task import task_cells
 from pyg_hgconv.datasets import data_root, has_dataset
+from pyg_hgconv.nn.pool.image_to_group_graph import EDGE_THRESHOLD
 
 QUICK = SCHEDULES["quick"]
 ALL_CONVS = (*GRAPH_CONVS, *GRID_CONVS)
@@ -125,7 +126,7 @@ def test_configuration_and_environment_are_recorded(quick_run):
     assert config["task"]["schedule"]["input_size"]
     # DynamicEdgeConv's k-NN needs torch_cluster; the fused SplineConv needs no compiled kernel
     assert config["backends"] == {"torch_cluster": True}
-    assert config["edge_threshold"] == pytest.approx(1e-7)
+    assert config["edge_threshold"] == pytest.approx(EDGE_THRESHOLD)
     assert config["spline_impl"] == "fused" and config["direction_rule"] in ("paper", "length",
                                                                               "centroid")
     assert config["task"]["seeds"] == [0, 1]

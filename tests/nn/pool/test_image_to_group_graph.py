@@ -6,7 +6,11 @@ from hypothesis import strategies as st
 from torch_geometric.utils import to_dense_adj
 
 from pyg_hgconv import GroupGraph, ImageToGroupGraph, pool, unpool
-from pyg_hgconv.nn.pool.adjacency import build_group_adjacency, group_adjacency
+from pyg_hgconv.nn.pool.adjacency import (
+    PAPER_EDGE_THRESHOLD,
+    build_group_adjacency,
+    group_adjacency,
+)
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, tiled_assignment_of
 from tests.helpers.images import structured_image
 
@@ -73,7 +77,8 @@ def test_graph_attributes_and_pooling_reference(image):
     # the stored edges are the adjacency pipeline applied to the stored S (its
     # tiled form), and S^T A S from the coordinate form is the same up to rounding
     tiled = tiled_assignment_of(graph)
-    edges = build_group_adjacency(tiled, direction_rule=transform.direction_rule, pos=graph.pos,
+    edges = build_group_adjacency(tiled, threshold=transform.edge_threshold,
+                                  direction_rule=transform.direction_rule, pos=graph.pos,
                                   groups_per_image=torch.bincount(graph.batch))
     assert torch.equal(edges[0], graph.edge_index) and torch.equal(edges[1], graph.edge_type)
     torch.testing.assert_close(edges[2], graph.edge_weight)
@@ -220,7 +225,8 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_edge_threshold_prunes_weak_links(image):
-    loose = ImageToGroupGraph(ratio=1 / 16, learnable=False).eval()(image)
+    loose = ImageToGroupGraph(ratio=1 / 16, learnable=False,
+                              edge_threshold=PAPER_EDGE_THRESHOLD).eval()(image)
     strict = ImageToGroupGraph(ratio=1 / 16, learnable=False, edge_threshold=0.5).eval()(image)
     assert torch.equal(loose.center_pixel, strict.center_pixel)
     assert strict.num_edges < loose.num_edges
