@@ -13,7 +13,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, to_edge_index
 
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS
-from pyg_hgconv.utils.sparse import coalesced_csr, no_autocast
+from pyg_hgconv.utils.sparse import HALF_DTYPES, coalesced_csr, no_autocast
 
 #: :math:`\epsilon` of the degree matrix :math:`D_{ii} = \max(\sum_j A_{ij}, \epsilon)` (Eq. 2)
 DEGREE_EPS = 1e-7
@@ -46,8 +46,7 @@ def direction_normalized_weight(
         underflow in float16, which would turn the gradient of tiny weights into NaN.
     """
     slot = edge_index[1] * NUM_DIRECTIONS + edge_type
-    weight = edge_weight.float() if edge_weight.dtype in (torch.float16, torch.bfloat16) \
-        else edge_weight
+    weight = edge_weight.float() if edge_weight.dtype in HALF_DTYPES else edge_weight
     degree = scatter(weight, slot, dim=0, dim_size=num_nodes * NUM_DIRECTIONS, reduce="sum")
     return (weight / degree.clamp_min(eps)[slot]).to(edge_weight.dtype)
 
