@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._checks import check_image_batch, check_int
 from .apply import _check_weight, translation_variant_conv
 
 LIBRARY = Path(__file__).resolve().parent / "_lib" / "tvconv_kernels.so"
@@ -70,8 +69,12 @@ def kernel_runs_channels_last(x: Tensor, out_width: int) -> bool:
     """Whether the fused kernel computes ``x`` channels-last (reading tap-major
     ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last inputs, and
     contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH`."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return channels_last or out_width < MIN_CONTIGUOUS_WIDTH
+    return _is_channels_last(x) or out_width < MIN_CONTIGUOUS_WIDTH
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    """``x`` is stored channels-last (and is not also plain contiguous)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 if BACKEND == "fused":
@@ -79,8 +82,7 @@ if BACKEND == "fused":
     def _per_pixel_conv_fake(x, weight, bias, stride):
         out_h, out_w = weight.shape[2], weight.shape[3]
         out = x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
-                and not x.is_contiguous():
+        if x.dim() == 4 and _is_channels_last(x):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 
@@ -147,9 +149,7 @@ def per_pixel_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
         ValueError: ``x`` is not ``[B, C, H, W]`` with ``H, W >= 1``, ``stride < 1``,
             or ``weight``/``bias`` do not fit ``x``.
     """
-    check_image_batch(x, "x")
-    check_int(stride, "stride", minimum=1)
-    _check_weight(x, weight, bias, stride, tap_major=False)
+    _check_weight(x, weight, bias, stride, tap_major=False)  # names a bad x or stride too
     if not fused_applies(x) or weight.dtype != x.dtype or (
             bias is not None and bias.dtype != x.dtype):
         return translation_variant_conv(x, weight, bias, stride=stride)
