@@ -143,7 +143,92 @@ def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
 
 def csr_tensor(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
     """A sparse CSR tensor of valid, row-sorted indices (PyTorch's beta warning
-    silenced); differentiable in ``values``."""
+    silenced); differentiable in ``values``.
+
+    When ``values`` needs a gradient the tensor is built by an autograd function
+    whose backward reads the gradient's values directly when it has the
+    tensor's own layout (what :func:`csr_matmul` returns), instead of PyTorch's
+    generic ``sparse_mask`` of the gradient onto the layout."""
+    if values.requires_grad and torch.is_grad_enabled():
+        return _CsrOfValues.apply(crow, cols, values, size)
+    return _plain_csr(crow, cols, values, size)
+
+
+def _plain_csr(crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, cols, values, size=size, check_invariants=False)
+
+
+def csr_rows(crow: Tensor, nnz: int) -> Tensor:
+    """The row of every stored entry of a CSR layout, ``[nnz]`` (no host
+    synchronisation: the count is given)."""
+    counts = crow[1:] - crow[:-1]
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts,
+                                   output_size=nnz)
+
+
+class _CsrOfValues(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, crow: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]):
+        ctx.save_for_backward(crow, cols)
+        ctx.size = size
+        return _plain_csr(crow, cols, values, size)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        crow, cols = ctx.saved_tensors
+        return None, None, _values_at(grad, crow, cols, ctx.size[1]), None
+
+
+def _values_at(grad: Tensor, crow: Tensor, cols: Tensor, num_cols: int) -> Tensor:
+    """The entries of ``grad`` (dense or sparse, ``[R, num_cols]``) at the
+    stored positions of the CSR layout ``(crow, cols)``."""
+    if (grad.layout == torch.sparse_csr and grad.col_indices().data_ptr() == cols.data_ptr()
+            and grad.crow_indices().data_ptr() == crow.data_ptr()):
+        return grad.values()  # the layout's own gradient (csr_matmul)
+    rows = csr_rows(crow, cols.numel())
+    if grad.layout == torch.strided:
+        return grad[rows, cols]
+    grad = grad.to_sparse_coo().coalesce()  # another layout: look the entries up
+    keys = grad.indices()[0] * num_cols + grad.indices()[1]  # sorted by the coalesce
+    wanted = rows * num_cols + cols
+    if keys.numel() == 0:
+        return grad.values().new_zeros(wanted.numel())
+    at = torch.searchsorted(keys, wanted).clamp_(max=keys.numel() - 1)
+    found = grad.values()[at]
+    return torch.where(keys[at] == wanted, found, found.new_zeros(()))
+
+
+def csr_matmul(matrix: Tensor, dense: Tensor) -> Tensor:
+    r"""``matrix @ dense`` for a sparse CSR ``matrix`` ``[R, K]`` and ``dense``
+    ``[K, C]``, with the exact sparse gradient of the matrix's values,
+    :math:`\partial L / \partial M_{rc} = \langle g_r, x_c \rangle` on the
+    stored entries only (PyTorch's own product forms the dense ``[R, K]``
+    gradient ``g x^T`` first, which costs ``R K C`` for a matrix of a few
+    entries per row)."""
+    if torch.is_grad_enabled() and (matrix.requires_grad or dense.requires_grad):
+        return _CsrMatmul.apply(matrix, dense)
+    return matrix @ dense
+
+
+class _CsrMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, matrix: Tensor, dense: Tensor) -> Tensor:
+        ctx.save_for_backward(matrix, dense)
+        return matrix @ dense
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        matrix, dense = ctx.saved_tensors
+        grad_matrix = grad_dense = None
+        if ctx.needs_input_grad[0]:
+            crow, cols = matrix.crow_indices(), matrix.col_indices()
+            rows = csr_rows(crow, cols.numel())
+            values = (grad_out[rows] * dense[cols]).sum(1).to(matrix.dtype)
+            grad_matrix = _plain_csr(crow, cols, values, tuple(matrix.shape))
+        if ctx.needs_input_grad[1]:
+            grad_dense = (matrix.t() @ grad_out.contiguous().to(matrix.dtype)).to(dense.dtype)
+        return grad_matrix, grad_dense

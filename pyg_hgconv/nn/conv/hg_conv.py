@@ -13,7 +13,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, to_edge_index
 
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS
-from pyg_hgconv.utils.sparse import HALF_DTYPES, coalesced_csr, no_autocast
+from pyg_hgconv.utils.sparse import HALF_DTYPES, coalesced_csr, csr_matmul, no_autocast
 
 #: :math:`\epsilon` of the degree matrix :math:`D_{ii} = \max(\sum_j A_{ij}, \epsilon)` (Eq. 2)
 DEGREE_EPS = 1e-7
@@ -373,7 +373,7 @@ class HGConv(MessagePassing):
 
     def message_and_aggregate(self, adj_t: Tensor, x: OptPairTensor) -> Tensor:
         with no_autocast(x[0].device):  # in the matrix's dtype (float32 for half inputs)
-            return adj_t @ x[0].to(adj_t.dtype)
+            return csr_matmul(adj_t, x[0].to(adj_t.dtype))
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         return edge_weight.view(-1, 1) * x_j
