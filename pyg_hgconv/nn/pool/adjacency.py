@@ -376,7 +376,7 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
         centroids = pos.detach().new_zeros(b, n_max, 2).index_put_((image, local), pos.detach())
         total = full.sum(1)
         types = displacement_direction(centroids.unsqueeze(1) - centroids.unsqueeze(2))
-        fallback = _strongest_rank_mask(full.detach(), n_max, device, None).float().argmax(1)
+        fallback = _strongest_type(full.detach(), n_max, device, None)
         types = torch.where(types == SELF_LOOP, fallback, types)  # coincident centroids
         full = torch.zeros_like(full).scatter(1, types.unsqueeze(1), total.unsqueeze(1))
     weight = full.detach()
@@ -400,17 +400,29 @@ def _selection_scale(direction_rule: str, like: Tensor) -> Tensor | None:
     return None
 
 
+def _strongest_type(weight: Tensor, n: int, device: torch.device,
+                    scale: Tensor | None) -> Tensor:
+    """``[B, n, n]``: the strongest type of every pair (of ``weight / scale``,
+    ``[B, 9, n, n]``); among equal maxima the smallest type when target <
+    source, else the largest (so the choice commutes with transposition)."""
+    score = weight if scale is None else weight / scale
+    # ranks in uint8: PyTorch's int64 reductions over a middle dimension are
+    # not vectorised on CPU (about 100x slower here)
+    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=torch.uint8).view(1, -1, 1, 1)
+    nodes = torch.arange(n, device=device)
+    below = (nodes.view(-1, 1) < nodes.view(1, -1))  # [t, s]: target < source
+    rank = torch.where(below, types, NUM_DIRECTIONS - 1 - types)  # distinct per pair
+    rank = torch.where(score == score.amax(1, keepdim=True), rank, NUM_DIRECTIONS)
+    best = rank.amin(1).long()  # the rank of the chosen type, then the type itself
+    return torch.where(below, best, NUM_DIRECTIONS - 1 - best)
+
+
 def _strongest_rank_mask(weight: Tensor, n: int, device: torch.device,
                          scale: Tensor | None) -> Tensor:
-    """``[B, 9, n, n]``: the strongest type of every pair (of ``weight / scale``);
-    among equal maxima the smallest type when target < source, else the largest
-    (so the choice commutes with transposition)."""
-    score = weight if scale is None else weight / scale
-    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=weight.dtype).view(1, -1, 1, 1)
-    nodes = torch.arange(n, device=device)
-    rank = torch.where(nodes.view(-1, 1) < nodes.view(1, -1), types, NUM_DIRECTIONS - 1 - types)
-    rank = torch.where(score == score.amax(1, keepdim=True), rank, NUM_DIRECTIONS)
-    return rank == rank.amin(1, keepdim=True)
+    """``[B, 9, n, n]``: True at the strongest type of every pair
+    (:func:`_strongest_type`)."""
+    types = torch.arange(NUM_DIRECTIONS, device=device).view(1, -1, 1, 1)
+    return types == _strongest_type(weight, n, device, scale).unsqueeze(1)
 
 
 @functools.lru_cache(maxsize=8)
