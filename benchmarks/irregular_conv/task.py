@@ -63,10 +63,14 @@ TASK = "segmentation"
 #: the two blocks of Table 3
 PROTOCOLS = ("scratch", "transfer")
 #: changes to the task's schedules (``TaskSchedule.replace``): the models of both
-#: blocks, with every seed, must fit the default run's budget with the operator part
+#: blocks, with every seed, must fit the default run's budget with the operator part.
+#: The default trains 5 seeds on fewer images rather than 3 on more: a difference
+#: is resolved only when all 5 seeds agree on its sign (and the paired t-test
+#: agrees), which 3 seeds of the scratch grid model did not sample well enough
+#: for two base seeds to give the same answer
 SCHEDULE_CHANGES: dict[str, dict[str, Any]] = {
     "quick": {"seeds": 2},
-    "default": {"epochs": 4, "max_train_items": 184, "seeds": 3},
+    "default": {"epochs": 4, "max_train_items": 160, "seeds": 5},
     "full": {"seeds": 3},
 }
 #: graph convs per protocol and schedule (Table 3's split by default)

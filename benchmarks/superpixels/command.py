@@ -54,7 +54,8 @@ class SuperpixelSchedule:
     Attributes:
         train_items, val_items, test_items: digits per split (``None``: all of
             the 8k / 1k / 1k).
-        epochs, batch_size, lr: the training (Adam, cosine schedule).
+        epochs, batch_size, lr: the training (Adam, cosine schedule); the
+            validation accuracy is measured after the last epoch.
         seeds: training seeds per model.
         width, num_layers: the classifier.
         building_rounds, building_batch: the graph-building timing.
@@ -80,7 +81,7 @@ SCHEDULES = {
     "quick": SuperpixelSchedule(train_items=64, val_items=32, test_items=32, epochs=1,
                                 batch_size=32, lr=1e-3, seeds=2, width=16, num_layers=2,
                                 building_rounds=1, building_batch=16),
-    "default": SuperpixelSchedule(train_items=2000, val_items=None, test_items=None, epochs=4,
+    "default": SuperpixelSchedule(train_items=1280, val_items=None, test_items=None, epochs=4,
                                   batch_size=64, lr=2e-3, seeds=3, width=48, num_layers=3,
                                   building_rounds=3, building_batch=256),
     "full": SuperpixelSchedule(train_items=None, val_items=None, test_items=None, epochs=30,
@@ -142,7 +143,8 @@ def train_cell(cell: dict[str, Any], args: argparse.Namespace, schedule: Superpi
     config = TrainConfig(epochs=schedule.epochs, batch_size=schedule.batch_size,
                          optimizer="adam", lr=schedule.lr, weight_decay=1e-4,
                          scheduler="cosine", seed=seed, drop_last=True,
-                         progress=not args.no_progress, device=args.device)
+                         eval_every=schedule.epochs, progress=not args.no_progress,
+                         device=args.device)
     run_dir = Path(args.out) / "runs" / f"{kind}-{conv}" / f"seed{seed}"
     result = fit(model, data["train"], compute_loss, config, run_dir,
                  evaluate=lambda m: {"val_acc": accuracy(m, data["val"])}, fresh=args.fresh)

@@ -9,6 +9,7 @@ import pytest
 from benchmarks import ablations, tasks
 from benchmarks.common import model_runs
 from benchmarks.common.dense_prediction import TASKS, load_task_data, model_name, resolve_schedule
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES
 
 pytestmark = pytest.mark.data
 
@@ -161,11 +162,13 @@ def test_ablations_quick_write_every_setting(ablation_run):
     gflops = [r["gflops_per_image"] for r in hg]
     assert gflops == sorted(gflops, reverse=True)  # ... cost less
     nc = load(ablation_run / "noise_cancel" / "results.json")["records"]
-    assert {(r["hg_options"]["noise_cancel"], r["hg_options"]["max_direction"])
-            for r in nc} == {(False, False), (True, False), (True, True)}
-    # the default HG model is one run shared by the four studies (10 models, not 13)
-    assert len(runs) == 10
-    assert len(list((ablation_run / "runs").iterdir())) == 10
+    # max direction under every rule; the settings that keep every direction name none
+    assert sorted((r["hg_options"]["noise_cancel"], r["hg_options"]["max_direction"],
+                   r["hg_options"].get("direction_rule", "")) for r in nc) == sorted(
+        [(False, False, ""), (True, False, "")] + [(True, True, rule) for rule in DIRECTION_RULES])
+    # the default HG model is one run shared by the four studies (12 models, not 15)
+    assert len(runs) == 12
+    assert len(list((ablation_run / "runs").iterdir())) == 12
 
 
 def test_ablation_tables_show_the_paper_beside_ours(ablation_run):

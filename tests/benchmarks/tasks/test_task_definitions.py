@@ -183,3 +183,16 @@ def test_schedules_are_frozen_and_hashable():
     assert shorter.epochs == sched.epochs + 1 and shorter != sched
     with pytest.raises(dataclasses.FrozenInstanceError):
         sched.epochs = 1
+
+
+def test_roads_default_gives_the_hg_module_the_papers_number_of_groups_per_training_item():
+    """The paper trains on 256-px crops at ratio 1/16 of the stride-4 map: 256
+    groups per crop. The default's training items must give as many."""
+    sched = resolve_schedule("roads", "default")
+    h, w = sched.train_crop or sched.input_size
+    torch.manual_seed(0)
+    model = build_model("roads", "hg", "default").eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, h, w))
+    paper_groups = (256 // 4) ** 2 // 16
+    assert out.graphs[0].num_nodes >= paper_groups

@@ -72,6 +72,37 @@ def test_schedules_are_ordered_and_complete():
     assert efficiency.REFERENCE_SHAPE in efficiency.SCHEDULES["default"].layer_shapes
     assert efficiency.SCHEDULES["default"].network_batches == (1, 2, 4, 8, 16)
     assert efficiency.SCHEDULES["default"].network_threads == (1, 2)
+    assert efficiency.SCHEDULES["default"].layer_threads == (1, 2)
+
+
+def test_efficiency_goal_rows_apply_every_threshold():
+    def layer(ratio, fmt, threads):
+        return {"part": "layer", "shape": [8, 12, 12, 2, 1], "format": fmt, "threads": threads,
+                "cached_ratio": ratio}
+
+    def network(fmt, threads, tv, dw1, dw05):
+        return {"part": "network", "batch": efficiency.GOAL_BATCH, "format": fmt,
+                "threads": threads, "tv_x0.5_fps": tv, "dw_x1.0_fps": dw1,
+                "dw_x0.5_fps": dw05, "speedup": tv / dw1}
+
+    records = [layer(1.4, "channels_last", 1), layer(1.45, "channels_last", 2),
+               layer(1.2, "contiguous", 1), layer(1.6, "contiguous", 2),
+               network("channels_last", 1, 240.0, 100.0, 250.0),
+               network("contiguous", 2, 190.0, 100.0, 250.0)]
+    rows = efficiency.goal_summary(records)
+    layer_rows = {r["goal"]: r["holds"] for r in rows if r["goal"].startswith("cached")}
+    assert layer_rows == {
+        "cached TVConv <= 1.5x native depthwise (eager, channels_last, 1 layer, threads 1/2)": True,
+        "cached TVConv <= 1.5x native depthwise (eager, contiguous, 1 layer, threads 1/2)": False}
+    network_rows = [r["holds"] for r in rows if r["goal"].startswith("MobileNetV2")]
+    assert network_rows == [True, False]  # 2.4x and 1.9x over x1.0-depthwise
+    same_width = [r["holds"] for r in rows if r["goal"].startswith("x0.5-TVConv within")]
+    assert same_width == [True, False]  # 250/240 = 1.04x and 250/190 = 1.32x slower
+    best = next(r for r in rows if r["goal"].startswith("paper-style"))
+    assert best["holds"]  # best x0.5-TVConv 240 img/s over best x1.0-depthwise 100: 2.4x
+    records[4]["tv_x0.5_fps"] = 220.0  # 2.2x: below the paper's 2.3x
+    best = next(r for r in efficiency.goal_summary(records) if r["goal"].startswith("paper"))
+    assert not best["holds"]
 
 
 # --------------------------------------------------------------------------- outputs
@@ -123,7 +154,8 @@ def test_efficiency_quick_output_is_complete(quick_runs):
     parts = {}
     for r in records:
         parts.setdefault(r["part"], []).append(r)
-    assert len(parts["layer"]) == len(schedule.layer_shapes) * len(efficiency.FORMATS)
+    assert len(parts["layer"]) == (len(schedule.layer_shapes) * len(efficiency.FORMATS)
+                                   * len(schedule.layer_threads))
     for r in parts["layer"]:
         for impl in efficiency.LAYER_IMPLS:
             assert r[f"{impl}_ms"] > 0 and _finite(r[f"{impl}_ratio"])
