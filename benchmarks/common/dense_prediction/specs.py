@@ -97,11 +97,12 @@ TASKS: dict[str, TaskSpec] = {
             "quick": TaskSchedule(input_size=(48, 48), epochs=1, batch_size=2, width=0.125,
                                   hg_ratio=1 / 16, max_train_items=4, max_val_items=2,
                                   max_steps_per_epoch=1, augment=False, train_crop=(32, 32)),
-            # whole 128-px tiles at ratio 1/4: 256 groups per training item on the
-            # stride-4 map, as the paper's 256-px crops at 1/16 (64-px crops at 1/16
-            # gave the HG module 16)
-            "default": TaskSchedule(input_size=(128, 128), epochs=8, batch_size=4, width=0.25,
-                                    hg_ratio=1 / 4, train_crop=None, seeds=3),
+            # tiles at 256 px, 128-px training crops, the paper's ratio 1/16 of the
+            # stride-4 map: 64 groups per training crop and 256 per evaluated tile (the
+            # paper's 256-px crops: 256), a quarter of stage 4's pixels as in the paper
+            # (64-px crops of 128-px tiles gave the HG module 16 groups in training)
+            "default": TaskSchedule(input_size=(256, 256), epochs=8, batch_size=4, width=0.25,
+                                    hg_ratio=1 / 16, train_crop=(128, 128), seeds=3),
             "full": TaskSchedule(input_size=(400, 400), epochs=120, batch_size=8, width=1.0,
                                  hg_ratio=1 / 16, train_crop=(256, 256), seeds=3),
         }),

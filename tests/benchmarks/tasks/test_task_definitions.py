@@ -185,14 +185,19 @@ def test_schedules_are_frozen_and_hashable():
         sched.epochs = 1
 
 
-def test_roads_default_gives_the_hg_module_the_papers_number_of_groups_per_training_item():
+def test_roads_default_gives_the_hg_module_the_papers_groups_at_the_papers_ratio():
     """The paper trains on 256-px crops at ratio 1/16 of the stride-4 map: 256
-    groups per crop. The default's training items must give as many."""
+    groups per crop, a quarter of stage 4's pixels. The default keeps the ratio,
+    evaluates tiles of the paper's crop size and trains on crops with a quarter
+    of their groups (not the 16 of 64-px crops)."""
     sched = resolve_schedule("roads", "default")
-    h, w = sched.train_crop or sched.input_size
+    assert sched.hg_ratio == 1 / 16
     torch.manual_seed(0)
     model = build_model("roads", "hg", "default").eval()
-    with torch.no_grad():
-        out = model(torch.rand(1, 3, h, w))
+    groups = {}
+    for name, (h, w) in (("train", sched.train_crop or sched.input_size),
+                         ("eval", sched.input_size)):
+        with torch.no_grad():
+            groups[name] = model(torch.rand(1, 3, h, w)).graphs[0].num_nodes
     paper_groups = (256 // 4) ** 2 // 16
-    assert out.graphs[0].num_nodes >= paper_groups
+    assert groups["eval"] >= paper_groups and groups["train"] >= paper_groups // 4
