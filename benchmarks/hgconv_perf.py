@@ -73,7 +73,7 @@ QUALITY_RATIOS = (1 / 64, 1 / 16)
 DIRECTION_THRESHOLDS = (1e-7, 0.25, 0.5, 1.0)
 RATIO, NUM_LAYERS = 1 / 64, 3
 MEMORY_TARGET_MIB = 1024
-TIME_TARGET = 1 / 5
+TIME_TARGET = 1 / 10
 
 
 def grid_stack(channels: int, num_layers: int) -> nn.Module:
