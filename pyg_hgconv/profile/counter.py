@@ -48,6 +48,7 @@ from pyg_hgconv.profile.rules import (
     clustering_flops,
     clustering_flops_ideal,
 )
+from pyg_hgconv.utils.sparse import csr_rows
 
 COMPONENTS = ("grid_conv", "graph_conv", "linear", "clustering", "elementwise")
 
@@ -246,8 +247,7 @@ def _slot_edges(adjacency: Tensor) -> Tensor:
     :meth:`~pyg_hgconv.HGConv.slot_adjacency`."""
     num_nodes = adjacency.size(0)
     crow, col = adjacency.crow_indices(), adjacency.col_indices()
-    target = torch.repeat_interleave(torch.arange(num_nodes, device=crow.device), crow.diff())
-    return torch.stack([col % num_nodes, target])
+    return torch.stack([col % num_nodes, csr_rows(crow, col.numel())])
 
 
 # ------------------------------------------------------------------ the counter

@@ -80,7 +80,8 @@ class _SparseMatmul(torch.autograd.Function):
         pattern = ctx.pattern
         grad_values = grad_dense = None
         if ctx.needs_input_grad[1]:
-            grad_values = (grad_out[pattern.rows] * dense[pattern.cols]).sum(1).to(values.dtype)
+            grad_values = entry_gradient(grad_out, dense, pattern.rows,
+                                         pattern.cols).to(values.dtype)
         if ctx.needs_input_grad[2]:
             if pattern.nnz == 0:
                 grad_dense = torch.zeros_like(dense)
@@ -89,6 +90,13 @@ class _SparseMatmul(torch.autograd.Function):
                     grad_dense = (pattern.transpose().csr(values.to(grad_out.dtype))
                                   @ grad_out.contiguous())
         return None, grad_values, grad_dense
+
+
+def entry_gradient(grad_out: Tensor, dense: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    r"""The gradient of the stored entries of ``M`` in ``M X``,
+    :math:`\partial L / \partial M_{r_e c_e} = \langle g_{r_e}, x_{c_e} \rangle`,
+    ``[nnz]``, from the output gradient ``grad_out`` ``[R, C]`` and ``dense`` ``[K, C]``."""
+    return (grad_out[rows] * dense[cols]).sum(1)
 
 
 def sparse_matmul(rows: Tensor, cols: Tensor, values: Tensor, dense: Tensor,
@@ -227,7 +235,7 @@ class _CsrMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             crow, cols = matrix.crow_indices(), matrix.col_indices()
             rows = csr_rows(crow, cols.numel())
-            values = (grad_out[rows] * dense[cols]).sum(1).to(matrix.dtype)
+            values = entry_gradient(grad_out, dense, rows, cols).to(matrix.dtype)
             grad_matrix = _plain_csr(crow, cols, values, tuple(matrix.shape))
         if ctx.needs_input_grad[1]:
             grad_dense = (matrix.t() @ grad_out.contiguous().to(matrix.dtype)).to(dense.dtype)

@@ -98,7 +98,7 @@ TASKS: dict[str, TaskSpec] = {
                                   hg_ratio=1 / 16, max_train_items=4, max_val_items=2,
                                   max_steps_per_epoch=1, augment=False, train_crop=(32, 32)),
             # tiles at 256 px, 128-px training crops, the paper's ratio 1/16 of the
-            # stride-4 map: 64 groups per training crop and 256 per evaluated tile (the
+            # stride-4 map: 64 groups per training crop and about 256 per evaluated tile (the
             # paper's 256-px crops: 256), a quarter of stage 4's pixels as in the paper
             # (64-px crops of 128-px tiles gave the HG module 16 groups in training)
             "default": TaskSchedule(input_size=(256, 256), epochs=8, batch_size=4, width=0.25,
