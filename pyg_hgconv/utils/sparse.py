@@ -215,8 +215,10 @@ def csr_matmul(matrix: Tensor, dense: Tensor) -> Tensor:
     :math:`\partial L / \partial M_{rc} = \langle g_r, x_c \rangle` on the
     stored entries only (PyTorch's own product forms the dense ``[R, K]``
     gradient ``g x^T`` first, which costs ``R K C`` for a matrix of a few
-    entries per row)."""
-    if torch.is_grad_enabled() and (matrix.requires_grad or dense.requires_grad):
+    entries per row). Matrices of another layout (COO, CSC) take PyTorch's
+    own product."""
+    if (matrix.layout == torch.sparse_csr and torch.is_grad_enabled()
+            and (matrix.requires_grad or dense.requires_grad)):
         return _CsrMatmul.apply(matrix, dense)
     return matrix @ dense
 

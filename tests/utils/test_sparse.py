@@ -106,3 +106,19 @@ def test_csr_matmul_without_gradients_is_the_plain_product():
         out = csr_matmul(csr_tensor(crow, cols, values, (4, 4)), x)
     assert not out.requires_grad
     torch.testing.assert_close(out, dense_of(rows, cols, values, (4, 4)) @ x)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csc"])
+def test_csr_matmul_takes_other_layouts_with_their_gradients(layout):
+    rows, cols, values = random_entries(5, 4, 6, 0.5)
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    v1 = values.clone().requires_grad_()
+    matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), v1, (4, 6))
+    if layout == "csc":
+        matrix = matrix.to_sparse_csc()
+    csr_matmul(matrix, x).pow(2).sum().backward()
+    v2 = values.clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    (dense_of(rows, cols, v2, (4, 6)) @ x2).pow(2).sum().backward()
+    torch.testing.assert_close(v1.grad, v2.grad)
+    torch.testing.assert_close(x.grad, x2.grad)
