@@ -118,7 +118,10 @@ def _load_cached(task_name: str, root: str, schedule: TaskSchedule) -> TaskData:
     spec = TASKS[task_name]
     size = schedule.input_size
     if spec.name == "segmentation" and not datasets.has_dataset(spec.dataset_dir, root):
-        n_train, n_val = schedule.fallback_items
+        # the subset sizes of the schedule bound the generated splits as they bound CamVid's
+        n_train, n_val = (n if cap is None else min(n, cap) for n, cap in
+                          zip(schedule.fallback_items,
+                              (schedule.max_train_items, schedule.max_val_items), strict=True))
         note = (f"CamVid was not found under {root}: the segmentation task runs on the "
                 f"generated HeterogeneousScenes (11 classes, ignore 11; {n_train} training / "
                 f"{n_val} validation images of {size[0]}x{size[1]}) instead.")

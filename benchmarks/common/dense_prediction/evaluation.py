@@ -10,9 +10,7 @@ from torch import Tensor, nn
 
 from benchmarks.common.training import make_loader, unwrap_model
 
-from .data import (
-    TaskData,
-)
+from .data import TaskData, subset_indices
 from .models import is_graph_model, stage_modules
 from .schedules import GIGA
 from .specs import TaskSpec, get_task
@@ -87,14 +85,14 @@ def evaluate(model: nn.Module, data: TaskData, *, batch_size: int = 8,
                 if spec.binary:
                     probs.extend(torch.sigmoid(up[:, 0]))
                 else:
-                    confusion.update(up.argmax(1), targets[start:stop])
+                    confusion.update(M.class_ids(up), targets[start:stop])
                 continue
             for j, target in enumerate(targets[start:stop]):
                 up = _upsample(logits[j:j + 1], target.shape[-2:])
                 if spec.binary:
                     probs.append(torch.sigmoid(up[0, 0]))
                 else:
-                    confusion.update(up.argmax(1), target[None])
+                    confusion.update(M.class_ids(up), target[None])
     finally:
         model.train(was_training)
     if images_seen != len(targets):
@@ -125,10 +123,11 @@ def evaluate(model: nn.Module, data: TaskData, *, batch_size: int = 8,
 def model_flops(model: nn.Module, data: TaskData, *, progress: bool = False) -> dict[str, Any]:
     """FLOPs per image of ``model`` on the validation images of ``data``.
 
-    HG models are counted image by image over the whole validation split
+    HG models are counted image by image
     (:func:`~pyg_hgconv.profile.counter.average_flops`: their group graphs, hence their
-    cost, differ per image); a grid model's cost does not depend on the image
-    and is counted on the first one. Returns ``gflops_per_image``,
+    cost, differ per image) over the validation split, or over the evenly spaced
+    subset of ``data.schedule.flops_items`` of its images; a grid model's cost
+    does not depend on the image and is counted on the first one. Returns ``gflops_per_image``,
     ``gflops_std`` (fluctuation over the images), ``flops_components``
     (GFLOPs per image of each component), ``stage_modules`` and
     ``stage_gflops`` (:func:`stage_modules`: the replaced stage 4 of a grid
@@ -139,9 +138,14 @@ def model_flops(model: nn.Module, data: TaskData, *, progress: bool = False) -> 
 
     from pyg_hgconv.profile.counter import average_flops
 
+    from torch.utils.data import Subset
+
     model = unwrap_model(model)
-    loader = make_loader(data.val, 8, shuffle=False)
     graph = is_graph_model(model)
+    images = data.val
+    if graph and data.schedule.flops_items is not None:
+        images = Subset(images, subset_indices(len(images), data.schedule.flops_items))
+    loader = make_loader(images, 8, shuffle=False)
     device = next(model.parameters()).device
 
     def batches():

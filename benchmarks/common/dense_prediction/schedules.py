@@ -35,9 +35,11 @@ class TaskSchedule:
         train_crop: random crop ``(h, w)`` of every augmented training item
             (roads: the paper trains on crops); ``None`` = whole images.
         eval_every: evaluate every this many epochs (``None``: after the last only).
+        flops_items: HG models' FLOPs are averaged over this many evenly spaced
+            validation images (:func:`subset_indices`; ``None`` = all of them).
         fallback_items: ``(train, val)`` images of the generated
             :class:`~pyg_hgconv.datasets.HeterogeneousScenes` that replace a
-            missing CamVid.
+            missing CamVid (at most ``max_train_items`` / ``max_val_items``).
         seeds: training seeds per model (``seed, seed + 1, ...``); tables report
             the mean and sample standard deviation over them.
     """
@@ -58,6 +60,7 @@ class TaskSchedule:
     augment: bool = True
     train_crop: tuple[int, int] | None = None
     eval_every: int | None = None
+    flops_items: int | None = None
     fallback_items: tuple[int, int] = (256, 64)
     seeds: int = 1
 
@@ -77,7 +80,7 @@ class TaskSchedule:
             raise ValueError(f"TaskSchedule.hg_ratio must lie in (0, 1] (got {self.hg_ratio!r})")
         if not self.width > 0:
             raise ValueError(f"TaskSchedule.width must be > 0 (got {self.width!r})")
-        for name in ("max_train_items", "max_val_items"):
+        for name in ("max_train_items", "max_val_items", "flops_items"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"TaskSchedule.{name} must be None or an int >= 1 "

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from benchmarks.common.metrics import ConfusionMatrix
+from benchmarks.common.metrics import ConfusionMatrix, class_ids
 
 TARGET = torch.tensor([[0, 0, 1, 1],
                        [0, 0, 1, 1],
@@ -54,6 +54,25 @@ def test_logits_are_argmaxed():
         ConfusionMatrix(5).update(logits, TARGET[None])
     with pytest.raises(TypeError, match="target"):
         ConfusionMatrix(4).update(PRED, TARGET.float())
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.int8, st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 5),
+                                 st.integers(1, 7)), elements=st.integers(-3, 3)))
+def test_class_ids_is_numpys_first_argmax(scores):
+    # small integer scores make ties common: the first maximal class wins, as numpy's
+    logits = torch.from_numpy(scores.astype(np.float32))
+    assert class_ids(logits).tolist() == np.argmax(scores, axis=1).tolist()
+    # and the strided layout of an upsampled batch gives the same answer
+    strided = logits.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(class_ids(strided), class_ids(logits))
+
+
+def test_class_ids_rejects_non_batched_input():
+    with pytest.raises(ValueError, match="logits"):
+        class_ids(torch.zeros(4))
+    with pytest.raises(ValueError, match="logits"):
+        class_ids([[0.0, 1.0]])
 
 
 def test_absent_class_and_empty_matrix_are_finite():

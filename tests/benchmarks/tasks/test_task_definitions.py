@@ -147,6 +147,21 @@ def test_evaluate_scores_a_perfect_prediction_as_perfect(tmp_path):
     assert wrong["pixel_accuracy"] < 0.05
 
 
+def test_generated_fallback_is_bounded_by_the_schedules_subsets(tmp_path):
+    """Without CamVid the generated splits are no larger than the subsets the
+    schedule takes of CamVid (so the fallback run trains on as many images)."""
+    from benchmarks.common.dense_prediction import resolve_schedule
+
+    base = resolve_schedule("segmentation", "quick")
+    capped = base.replace(fallback_items=(12, 6), max_train_items=5, max_val_items=3)
+    data = load_task_data("segmentation", tmp_path, capped)
+    assert (len(data.train), len(data.val), len(data.val_targets)) == (5, 3, 3)
+    assert data.split["train"] == 5 and data.split["val"] == 3
+    uncapped = base.replace(fallback_items=(4, 2), max_train_items=None, max_val_items=None)
+    data = load_task_data("segmentation", tmp_path, uncapped)
+    assert (len(data.train), len(data.val)) == (4, 2)
+
+
 @pytest.mark.data
 def test_real_splits_and_original_resolution_targets(data_root):
     roads = load_task_data("roads", data_root, "quick")
@@ -174,6 +189,27 @@ def test_flops_hg_stage_against_grid_stage(tmp_path):
     assert hg["flops_components"]["clustering"] > 0 == grid["flops_components"]["clustering"]
     total = sum(hg["flops_components"].values())
     assert total == pytest.approx(hg["gflops_per_image"])
+
+
+def test_flops_of_a_subset_average_the_images_of_that_subset(tmp_path):
+    from torch.utils.data import Subset
+
+    base = resolve_schedule("segmentation", "quick").replace(fallback_items=(4, 5),
+                                                             max_val_items=None)
+    data = load_task_data("segmentation", tmp_path, base)
+    sub = load_task_data("segmentation", tmp_path, base.replace(flops_items=2))
+    torch.manual_seed(0)
+    model = build_model("segmentation", "hg", "quick")
+    counted = model_flops(model, sub)
+    assert counted["images_counted"] == 2
+    # evenly spaced: the first and the last of the 5 images, each counted alone
+    alone = [model_flops(model, dataclasses.replace(data, val=Subset(data.val, [i])))
+             ["gflops_per_image"] for i in (0, 4)]
+    assert counted["gflops_per_image"] == pytest.approx(sum(alone) / 2, rel=1e-6)
+    grid = model_flops(build_model("segmentation", "grid", "quick"), sub)
+    assert grid["images_counted"] == 1
+    with pytest.raises(ValueError, match="flops_items"):
+        base.replace(flops_items=0)
 
 
 def test_schedules_are_frozen_and_hashable():
