@@ -72,7 +72,7 @@ PROTOCOLS = ("scratch", "transfer")
 #: reported as ``gflops_std``)
 SCHEDULE_CHANGES: dict[str, dict[str, Any]] = {
     "quick": {"seeds": 2},
-    "default": {"epochs": 4, "max_train_items": 160, "seeds": 5, "flops_items": 32},
+    "default": {"epochs": 4, "max_train_items": 128, "seeds": 5, "flops_items": 32},
     "full": {"seeds": 3},
 }
 #: graph convs per protocol and schedule (Table 3's split by default)
