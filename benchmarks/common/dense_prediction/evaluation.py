@@ -136,9 +136,9 @@ def model_flops(model: nn.Module, data: TaskData, *, progress: bool = False) -> 
     """
     import warnings
 
-    from pyg_hgconv.profile.counter import average_flops
-
     from torch.utils.data import Subset
+
+    from pyg_hgconv.profile.counter import average_flops
 
     model = unwrap_model(model)
     graph = is_graph_model(model)
