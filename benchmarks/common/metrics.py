@@ -53,9 +53,11 @@ def class_ids(logits: Tensor) -> Tensor:
     ``argmax`` over the (strided) class dimension is several times slower than
     ``max``, and it was most of the time of an evaluation.
     """
-    if not isinstance(logits, Tensor) or logits.dim() < 2:
-        raise ValueError(f"'logits' must be a tensor [B, C, ...] "
-                         f"(got {type(logits).__name__} {getattr(logits, 'shape', '')})")
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"'logits' must be a tensor [B, C, ...] (got {type(logits).__name__})")
+    if logits.dim() < 2:
+        raise ValueError(f"'logits' must be a tensor [B, C, ...] (got shape "
+                         f"{tuple(logits.shape)})")
     return logits.max(1).indices
 
 

@@ -85,14 +85,14 @@ def evaluate(model: nn.Module, data: TaskData, *, batch_size: int = 8,
                 if spec.binary:
                     probs.extend(torch.sigmoid(up[:, 0]))
                 else:
-                    confusion.update(M.class_ids(up), targets[start:stop])
+                    confusion.update(up, targets[start:stop])
                 continue
             for j, target in enumerate(targets[start:stop]):
                 up = _upsample(logits[j:j + 1], target.shape[-2:])
                 if spec.binary:
                     probs.append(torch.sigmoid(up[0, 0]))
                 else:
-                    confusion.update(M.class_ids(up), target[None])
+                    confusion.update(up, target[None])
     finally:
         model.train(was_training)
     if images_seen != len(targets):

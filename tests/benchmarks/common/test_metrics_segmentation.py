@@ -71,7 +71,7 @@ def test_class_ids_is_numpys_first_argmax(scores):
 def test_class_ids_rejects_non_batched_input():
     with pytest.raises(ValueError, match="logits"):
         class_ids(torch.zeros(4))
-    with pytest.raises(ValueError, match="logits"):
+    with pytest.raises(TypeError, match="logits"):
         class_ids([[0.0, 1.0]])
 
 
