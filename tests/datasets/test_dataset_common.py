@@ -64,8 +64,6 @@ def test_joint_augment_is_seeded_and_keeps_labels():
         JointAugment(scale=(0.0, 1.0))
 
 
-
-
 def test_errors_name_the_problem(tmp_path):
     for cls, good in [(CamVid, "'train', 'val', 'test'"), (RoadTiles, "'train', 'val', 'test'"),
                       (ECSSD, "'train', 'val', 'test'"), (MNISTTest, "'all', 'train'")]:

@@ -98,10 +98,6 @@ def test_ecssd():
     assert native[0][0].shape[1:] == native[0][1].shape
 
 
-
-
-
-
 @needs("mnist")
 def test_mnist_test_set():
     full = MNISTTest()
