@@ -23,6 +23,8 @@ class TaskSchedule:
         batch_size: global batch size.
         lr, weight_decay, optimizer, scheduler: the optimiser (Adam, poly p=0.9
             per iteration by default, as Table 12's HG rows).
+        warmup_iters: linear learning-rate warm-up over the first optimiser steps.
+        grad_clip: clip the global gradient L2 norm to this value (``None``: off).
         backbone: ResNet depth name of every model (``'resnet18'``, ...).
         width: channel multiplier of the backbone.
         hg_ratio: groups per pixel of the HG module's input map (the paper's
@@ -51,6 +53,8 @@ class TaskSchedule:
     weight_decay: float = 1e-4
     optimizer: str = "adam"
     scheduler: str = "poly"
+    warmup_iters: int = 0
+    grad_clip: float | None = None
     backbone: str = "resnet18"
     width: float = 0.5
     hg_ratio: float = 1 / 4
@@ -96,6 +100,7 @@ class TaskSchedule:
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
             lr=self.lr, weight_decay=self.weight_decay, scheduler=self.scheduler,
+            warmup_iters=self.warmup_iters, grad_clip=self.grad_clip,
             seed=int(seed), max_steps_per_epoch=self.max_steps_per_epoch, drop_last=True,
             eval_every=self.eval_every or self.epochs, device=device, progress=progress,
             find_unused_parameters=find_unused_parameters)

@@ -60,6 +60,13 @@ def test_schedule_validation_and_train_config():
     assert (config.epochs, config.batch_size, config.seed, config.drop_last) == (
         sched.epochs, sched.batch_size, 3, True)
     assert config.eval_every == sched.epochs  # evaluated after the last epoch only
+    # the optimiser's warm-up and clipping reach the training loop
+    tuned = sched.replace(warmup_iters=7, grad_clip=2.5).train_config(0)
+    assert (tuned.warmup_iters, tuned.grad_clip) == (7, 2.5)
+    with pytest.raises(ValueError, match="warmup_iters"):
+        sched.replace(warmup_iters=-1)
+    with pytest.raises(ValueError, match="grad_clip"):
+        sched.replace(grad_clip=0.0)
     with pytest.raises(ValueError, match="input_size"):
         TaskSchedule(input_size=(8, 8), epochs=1, batch_size=1)
     with pytest.raises(ValueError, match="train_crop"):
