@@ -1,4 +1,5 @@
 """Several seeds per model: averaging, paired wins and the mean ± std text."""
+import dataclasses
 import math
 import statistics
 
@@ -51,6 +52,7 @@ def test_per_class_iou_is_averaged_and_goal_uses_means_and_wins():
     assert goal["delta"] == pytest.approx(2.0)  # 37 - 35 mIoU points, on the means
     assert goal["wins"] == "1/2"  # seed 0 wins, seed 1 loses
     assert goal["metric_ok"] == "yes" and goal["flops_ok"] == "yes"
+    assert goal["goal"] == "not resolved"  # the two seeds disagree on the sign
     assert metric_text(hg, "miou") == "37.0 ± 1.4"
     assert metric_text({**hg, "seeds": 1}, "miou") == "37.0"
 
@@ -65,3 +67,34 @@ def test_seeds_must_be_a_positive_int():
     with pytest.raises(ValueError, match="seeds"):
         TaskSchedule(input_size=(32, 32), epochs=1, batch_size=1, seeds=0)
     assert all(TASKS[t].schedules["default"].seeds >= 3 for t in TASKS)
+
+
+@pytest.mark.parametrize(("hg", "hg_stage", "expected"), [
+    ((0.37, 0.44, 0.305), 0.1, "holds"),  # +2, +3, +2.5 points: resolved for HG
+    ((0.33, 0.38, 0.255), 0.1, "does not hold"),  # -2, -3, -2.5: resolved against HG
+    ((0.36, 0.43, 0.31), 0.1, "not resolved"),  # +1, +2, +3: same sign, but p = 0.07
+    ((0.36, 0.38, 0.31), 0.1, "not resolved"),  # +1, -3, +3: the seeds disagree
+    ((0.37, 0.44, 0.305), 0.3, "does not hold"),  # better, but 75% of the stage FLOPs
+])
+def test_goal_is_called_by_the_paired_rule(hg, hg_stage, expected):
+    grid = (0.35, 0.41, 0.28)
+    per_seed = [record("G", "grid", s, v) for s, v in enumerate(grid)]
+    per_seed += [record("H", "hg", s, v, stage_gflops=hg_stage) for s, v in enumerate(hg)]
+    (goal,) = goal_rows(SEG, seed_means(SEG, per_seed), per_seed)
+    assert goal["goal"] == expected
+    diffs = [100 * (h - g) for h, g in zip(hg, grid, strict=True)]
+    assert goal["paired"].startswith(f"{statistics.fmean(diffs):+.1f} ± "
+                                     f"{statistics.stdev(diffs):.1f}")
+
+
+def test_paired_rule_is_oriented_for_lower_is_better_metrics():
+    task = dataclasses.replace(TASKS["saliency"], primary_metric="mae")
+
+    def rec(model, variant, seed, mae):
+        return {"model": model, "variant": variant, "seed": seed, "max_f": 0.5, "mae": mae,
+                "stage_gflops": 0.4 if variant == "grid" else 0.1, "params": 10}
+
+    per_seed = [rec("G", "grid", s, v) for s, v in enumerate((0.10, 0.12, 0.11))]
+    per_seed += [rec("H", "hg", s, v) for s, v in enumerate((0.08, 0.09, 0.09))]
+    (goal,) = goal_rows(task, seed_means(task, per_seed), per_seed)
+    assert goal["goal"] == "holds"  # a lower error in every seed
