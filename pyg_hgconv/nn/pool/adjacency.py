@@ -320,10 +320,16 @@ def finalize_adjacency(edge_index: Tensor, edge_type: Tensor, edge_weight: Tenso
     return torch.stack([source[order], target[order]]), edge_type[order], edge_weight[order]
 
 
-#: graphs up to this many ``(type, target, source)`` slots (:math:`9 B n^2`, ``n``
-#: the largest number of groups of an image) run the dense pipeline
+#: images of up to this many ``(type, target, source)`` slots (:math:`9 n^2`,
+#: ``n`` the largest number of groups of an image) run the dense pipeline
 #: (:func:`dense_group_adjacency`)
 DENSE_PIPELINE_LIMIT = 1 << 22
+#: the dense pipeline takes the images of a batch in chunks of at most this many
+#: slots (:math:`9 B_{chunk} n^2`): the intermediate arrays of a chunk stay in
+#: the CPU caches, so the cost per image does not grow with the batch (one
+#: pass over a batch of 256 MNIST digits took twice the time per image of
+#: chunks of about a dozen)
+DENSE_CHUNK_SLOTS = 1 << 20
 
 
 def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True,
@@ -338,9 +344,11 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     :func:`select_directions` and :func:`finalize_adjacency`, with the same tie
     rule and the same output order (by target, then type, then source), as a
     handful of array operations instead of sorts and searches. Groups of
-    different images never touch, so every image gets its own block: the cost
-    per image does not grow with the batch. For small graphs
-    (:data:`DENSE_PIPELINE_LIMIT`).
+    different images never touch, so every image gets its own block; with the
+    ``'centroid'`` rule the selection runs on ``[B, n, n]`` arrays
+    (:func:`_centroid_edges`). For images of up to
+    :data:`DENSE_PIPELINE_LIMIT` slots; :func:`build_group_adjacency` feeds it
+    chunks of :data:`DENSE_CHUNK_SLOTS`.
 
     Args:
         groups_per_image (LongTensor, optional): ``[B]`` groups of every image,
@@ -362,35 +370,71 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
         0, key, products).view(b, len(HALF_DIRECTIONS), n_max, n_max)  # [B, half, t, s]
     if noise_cancel:  # Eq. 7: the opposite direction of the pair is the transpose
         half = (half - half.transpose(2, 3)).clamp_min(0.0)
-    # all nine types (centre zero): the halves, their transposes (the opposite
-    # types), reordered by type
-    full = torch.cat([half, half.transpose(2, 3), half.new_zeros(b, 1, n_max, n_max)], 1)
-    full = full[:, _type_order(device)]
     slots = torch.arange(n_max, device=device)
     present = slots.view(1, -1) < counts.view(-1, 1)  # [B, n]: real groups
     pairs = present.unsqueeze(2) & present.unsqueeze(1)  # [B, t, s]
     eye = torch.eye(n_max, dtype=torch.bool, device=device) & pairs
     if max_direction and direction_rule == "centroid":
-        # one edge per pair, its weight the pair's whole contact, its type the
-        # sector of the centroid displacement (source - target)
-        centroids = pos.detach().new_zeros(b, n_max, 2).index_put_((image, local), pos.detach())
-        total = full.sum(1)
-        types = displacement_direction(centroids.unsqueeze(1) - centroids.unsqueeze(2))
-        fallback = _strongest_type(full.detach(), n_max, device, None)
-        types = torch.where(types == SELF_LOOP, fallback, types)  # coincident centroids
-        full = torch.zeros_like(full).scatter(1, types.unsqueeze(1), total.unsqueeze(1))
+        b_, t_, edge_type, s_, edge_weight = _centroid_edges(half, pos, image, local, pairs,
+                                                             eye, threshold)
+        return torch.stack([first[b_] + s_, first[b_] + t_]), edge_type, edge_weight
+    # all nine types (centre zero): the halves, their transposes (the opposite
+    # types), reordered by type
+    full = torch.cat([half, half.transpose(2, 3), half.new_zeros(b, 1, n_max, n_max)], 1)
+    full = full[:, _type_order(device)]
     weight = full.detach()
     keep = weight >= threshold if threshold > 0 else weight > 0
     keep &= pairs.unsqueeze(1)
     if not noise_cancel:  # (noise cancelling empties the diagonal by itself)
         keep &= ~eye.unsqueeze(1)
-    if max_direction and direction_rule != "centroid":
+    if max_direction:
         keep &= _strongest_rank_mask(weight, n_max, device,
                                      _selection_scale(direction_rule, weight))
     keep[:, SELF_LOOP] = eye  # supplementary B
     b_, t_, edge_type, s_ = keep.permute(0, 2, 1, 3).nonzero().unbind(1)
     edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[b_, edge_type, t_, s_])
     return torch.stack([first[b_] + s_, first[b_] + t_]), edge_type, edge_weight
+
+
+def _centroid_edges(half: Tensor, pos: Tensor, image: Tensor, local: Tensor, pairs: Tensor,
+                    eye: Tensor, threshold: float) -> tuple[Tensor, ...]:
+    r"""The ``'centroid'`` rule on the dense half blocks ``[B, 4, n, n]``: one
+    edge per pair, its weight the pair's whole contact
+    :math:`\sum_\delta \hat{A}^\delta_{ts}` (the halves and their transposes),
+    its type the sector of the centroid displacement ``pos[s] - pos[t]``;
+    pairs with coinciding centroids take their strongest type
+    (:func:`_strongest_type`). Works on ``[B, n, n]`` arrays, never on all
+    nine types.
+
+    Returns:
+        ``(image, target, type, source, weight)`` of the kept edges and the
+        identity self loops, sorted by image, target, type, source.
+    """
+    b, _, n, _ = half.shape
+    device = half.device
+    contact = half.sum(1)
+    total = contact + contact.transpose(1, 2)  # [B, t, s]
+    weight = total.detach()
+    keep = (weight >= threshold if threshold > 0 else weight > 0) & pairs & ~eye
+    b_, t_, s_ = keep.nonzero().unbind(1)
+    centroids = pos.detach()
+    slot = torch.full((b, n), -1, dtype=torch.long, device=device)
+    slot[image, local] = torch.arange(image.numel(), device=device)
+    types = displacement_direction(centroids[slot[b_, s_]] - centroids[slot[b_, t_]])
+    coincident = (types == SELF_LOOP).nonzero().view(-1)
+    if coincident.numel():  # rare: the strongest of the nine types of those pairs
+        cb, ct, cs = b_[coincident], t_[coincident], s_[coincident]
+        nine = torch.cat([half[cb, :, ct, cs], half[cb, :, cs, ct],
+                          half.new_zeros(coincident.numel(), 1)], 1).detach()
+        strongest = _strongest_type(nine[:, _type_order(device)], (ct < cs).view(-1, 1))
+        types = types.index_put((coincident,), strongest)
+    loops_b, loops_t, _ = eye.nonzero().unbind(1)
+    b_, t_, s_ = torch.cat([b_, loops_b]), torch.cat([t_, loops_t]), torch.cat([s_, loops_t])
+    edge_type = torch.cat([types, torch.full_like(loops_t, SELF_LOOP)])
+    edge_weight = torch.cat([total[b_[:types.numel()], t_[:types.numel()], s_[:types.numel()]],
+                             total.new_ones(loops_t.numel())])
+    order = torch.argsort(((b_ * n + t_) * NUM_DIRECTIONS + edge_type) * n + s_)
+    return b_[order], t_[order], edge_type[order], s_[order], edge_weight[order]
 
 
 def _selection_scale(direction_rule: str, like: Tensor) -> Tensor | None:
@@ -400,29 +444,33 @@ def _selection_scale(direction_rule: str, like: Tensor) -> Tensor | None:
     return None
 
 
-def _strongest_type(weight: Tensor, n: int, device: torch.device,
-                    scale: Tensor | None) -> Tensor:
-    """``[B, n, n]``: the strongest type of every pair (of ``weight / scale``,
-    ``[B, 9, n, n]``); among equal maxima the smallest type when target <
-    source, else the largest (so the choice commutes with transposition)."""
-    score = weight if scale is None else weight / scale
+def _strongest_type(score: Tensor, below: Tensor) -> Tensor:
+    """The strongest type of every pair: ``score [K, 9, ...]`` (types along
+    dimension 1) -> ``[K, ...]``; among equal maxima the smallest type where
+    ``below`` (target < source; broadcastable to ``score`` with a size-1 type
+    dimension, e.g. ``[n, n]`` for ``[B, 9, n, n]``, ``[K, 1]`` for ``[K, 9]``),
+    else the largest, so that the choice commutes with transposition."""
+    shape = [1] * score.dim()
+    shape[1] = NUM_DIRECTIONS
     # ranks in uint8: PyTorch's int64 reductions over a middle dimension are
     # not vectorised on CPU (about 100x slower here)
-    types = torch.arange(NUM_DIRECTIONS, device=device, dtype=torch.uint8).view(1, -1, 1, 1)
-    nodes = torch.arange(n, device=device)
-    below = (nodes.view(-1, 1) < nodes.view(1, -1))  # [t, s]: target < source
+    types = torch.arange(NUM_DIRECTIONS, device=score.device, dtype=torch.uint8).view(shape)
     rank = torch.where(below, types, NUM_DIRECTIONS - 1 - types)  # distinct per pair
     rank = torch.where(score == score.amax(1, keepdim=True), rank, NUM_DIRECTIONS)
     best = rank.amin(1).long()  # the rank of the chosen type, then the type itself
+    below = below.expand_as(rank).select(1, 0)
     return torch.where(below, best, NUM_DIRECTIONS - 1 - best)
 
 
 def _strongest_rank_mask(weight: Tensor, n: int, device: torch.device,
                          scale: Tensor | None) -> Tensor:
-    """``[B, 9, n, n]``: True at the strongest type of every pair
-    (:func:`_strongest_type`)."""
+    """``[B, 9, n, n]``: True at the strongest type of every pair (of
+    ``weight / scale``, :func:`_strongest_type`)."""
+    score = weight if scale is None else weight / scale
+    nodes = torch.arange(n, device=device)
+    below = nodes.view(-1, 1) < nodes.view(1, -1)  # [t, s]: target < source
     types = torch.arange(NUM_DIRECTIONS, device=device).view(1, -1, 1, 1)
-    return types == _strongest_type(weight, n, device, scale).unsqueeze(1)
+    return types == _strongest_type(score, below).unsqueeze(1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -465,11 +513,12 @@ def build_group_adjacency(
         images, largest = 1, num_groups
     else:
         images, largest = groups_per_image.numel(), int(groups_per_image.max())
-    if NUM_DIRECTIONS * images * largest * largest <= DENSE_PIPELINE_LIMIT:
-        return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold,
-                                     direction_rule, pos, groups_per_image)
-    if groups_per_image is not None and NUM_DIRECTIONS * largest * largest <= DENSE_PIPELINE_LIMIT:
-        # many small images: dense blocks, a chunk of images at a time
+    block = NUM_DIRECTIONS * largest * largest
+    if block <= DENSE_PIPELINE_LIMIT:
+        if images * block <= DENSE_CHUNK_SLOTS or groups_per_image is None:
+            return dense_group_adjacency(assignment, noise_cancel, max_direction, threshold,
+                                         direction_rule, pos, groups_per_image)
+        # many images: dense blocks, a cache-sized chunk of images at a time
         return _dense_in_chunks(assignment, noise_cancel, max_direction, threshold,
                                 direction_rule, pos, groups_per_image.to(torch.long), largest)
     edges = group_adjacency(assignment)
@@ -484,8 +533,8 @@ def _dense_in_chunks(assignment: TiledAssignment, noise_cancel: bool, max_direct
                      threshold: float, direction_rule: str, pos: Tensor | None,
                      groups_per_image: Tensor, largest: int) -> TypedEdges:
     """:func:`dense_group_adjacency` on chunks of images whose dense blocks fit
-    :data:`DENSE_PIPELINE_LIMIT`, concatenated (the same edges, in the same order)."""
-    chunk = max(1, DENSE_PIPELINE_LIMIT // (NUM_DIRECTIONS * largest * largest))
+    :data:`DENSE_CHUNK_SLOTS`, concatenated (the same edges, in the same order)."""
+    chunk = max(1, DENSE_CHUNK_SLOTS // (NUM_DIRECTIONS * largest * largest))
     counts = groups_per_image.tolist()
     first = [0]
     for count in counts:

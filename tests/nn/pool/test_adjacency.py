@@ -222,7 +222,13 @@ def test_dense_and_sparse_pipelines_agree(batch, height, width, tile, groups, m,
                                           groups_per_image=torch.full((batch,), groups))
         assert torch.equal(per_image[0], dense[0]) and torch.equal(per_image[1], dense[1])
         torch.testing.assert_close(per_image[2], dense[2])
-
+        # and so do chunks of one image
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(adjacency, "DENSE_CHUNK_SLOTS", 1)
+            chunked = build_group_adjacency(assignment, **kwargs,
+                                            groups_per_image=torch.full((batch,), groups))
+        assert torch.equal(chunked[0], dense[0]) and torch.equal(chunked[1], dense[1])
+        torch.testing.assert_close(chunked[2], dense[2])
 
 
 @settings(max_examples=30, deadline=None)
