@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STACK  := $(VENV)/.pyg-hgconv-stack
 DEVENV := $(VENV)/.pyg-hgconv-installed
-KERNELS := tvconv/_lib/tvconv_kernels.so
+KERNELS := tvconv/_lib/tvconv_kernels.so pyg_hgconv/_lib/pyg_hgconv_kernels.so
 
 .PHONY: setup test lint bench clean
 
@@ -19,9 +19,13 @@ $(DEVENV): $(STACK) pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[dev]'
 	touch $@
 
-# TVConv's fused CPU kernels (optional: without them the pure-PyTorch path runs).
-$(KERNELS): $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/build_kernels.py
-	$(PY) tools/build_kernels.py
+# The fused CPU kernels of TVConv and of the group adjacency (optional: without
+# them the pure-PyTorch paths run).
+tvconv/_lib/tvconv_kernels.so: $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/build_kernels.py
+	$(PY) tools/build_kernels.py --only tvconv_kernels
+
+pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) pyg_hgconv/csrc/group_adjacency.cpp tools/build_kernels.py
+	$(PY) tools/build_kernels.py --only pyg_hgconv_kernels
 
 lint: $(DEVENV) $(KERNELS)
 	$(PY) -m ruff check .
@@ -33,4 +37,4 @@ bench: $(DEVENV) $(KERNELS)
 	$(PY) -m benchmarks.irregular_conv
 
 clean:
-	rm -rf $(VENV) tvconv/_lib results .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) tvconv/_lib pyg_hgconv/_lib results .pytest_cache .hypothesis .ruff_cache

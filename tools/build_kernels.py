@@ -1,10 +1,16 @@
-"""Build the optional fused CPU kernels of TVConv (``tvconv/csrc``) into ``tvconv/_lib``.
+"""Build the optional fused CPU kernels into the packages' ``_lib`` folders.
+
+* ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
+  (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
+* ``pyg_hgconv/csrc/group_adjacency.cpp`` -> ``pyg_hgconv/_lib/pyg_hgconv_kernels.so``
+  (HG-Conv's group adjacency, :mod:`pyg_hgconv.nn.pool.fused_adjacency`).
 
 ``make`` runs this after installing the package; it needs a C++ compiler (the
-one that built the PyG extensions). Without the built library every TVConv path
-falls back to the pure-PyTorch implementation (``tvconv.fused.BACKEND`` says
-which one is in use). Run ``python tools/build_kernels.py`` by hand after
-changing the C++ source or the installed torch.
+one that built the PyG extensions). Without a built library the code using it
+falls back to its pure-PyTorch implementation (``tvconv.fused.BACKEND`` and
+``pyg_hgconv.nn.pool.fused_adjacency.BACKEND`` say which one is in use). Run
+``python tools/build_kernels.py`` by hand after changing a C++ source or the
+installed torch.
 """
 from __future__ import annotations
 
@@ -13,29 +19,39 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp"
-LIB_DIR = ROOT / "tvconv" / "_lib"
+#: library name -> (source, output folder)
+KERNELS = {
+    "tvconv_kernels": (ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp", ROOT / "tvconv" / "_lib"),
+    "pyg_hgconv_kernels": (ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
+                           ROOT / "pyg_hgconv" / "_lib"),
+}
+
+
+def build(name: str, source: Path, lib_dir: Path, verbose: bool) -> None:
+    import torch
+    from torch.utils import cpp_extension
+
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    stamp = lib_dir / "torch_version.txt"
+    stamp.unlink(missing_ok=True)
+    cpp_extension.load(name=name, sources=[str(source)], build_directory=str(lib_dir),
+                       extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                       extra_ldflags=["-fopenmp"], is_python_module=False, verbose=verbose)
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(torch.__version__ + "\n")
+    tmp.replace(stamp)
+    print(f"built {lib_dir / (name + '.so')} for torch {torch.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    parser.add_argument("--only", choices=sorted(KERNELS), action="append",
+                        help="build only this library (repeatable; default: all)")
     args = parser.parse_args(argv)
-    import torch
-    from torch.utils import cpp_extension
-
-    LIB_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = LIB_DIR / "torch_version.txt"
-    stamp.unlink(missing_ok=True)
-    cpp_extension.load(name="tvconv_kernels", sources=[str(SOURCE)],
-                       build_directory=str(LIB_DIR),
-                       extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                       extra_ldflags=["-fopenmp"],
-                       is_python_module=False, verbose=args.verbose)
-    tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(torch.__version__ + "\n")
-    tmp.replace(stamp)
-    print(f"built {LIB_DIR / 'tvconv_kernels.so'} for torch {torch.__version__}")
+    for name in args.only or KERNELS:
+        source, lib_dir = KERNELS[name]
+        build(name, source, lib_dir, args.verbose)
     return 0
 
 

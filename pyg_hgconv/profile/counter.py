@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from pyg_hgconv.data.group_graph import GroupGraph
 from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_conv, spec_of
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
-from pyg_hgconv.nn.pool.adjacency import block_positions
+from pyg_hgconv.nn.pool.adjacency import block_positions, runs_fused_kernel
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
 from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
@@ -359,12 +359,17 @@ class _Counter:
                 embedding=embed is not None,
                 embedding_bias=embed is not None and embed.bias is not None,
                 importance_channels=d if module.importance_from == "embedding" else c)
+            pairs = assignment_pairs(graph.assign_index, b, h, w)
+            tiled = tiled_assignment_of(graph)
+            if tiled is not None and graph.num_nodes and runs_fused_kernel(
+                    tiled.weight, int((graph.ptr[1:] - graph.ptr[:-1]).max())):
+                steps["adjacency"] = pairs  # the fused kernel multiplies non-zeros only
             for step, value in steps.items():
                 if value:
                     self.add(f"{key}[{step}]", "clustering", value)
             ideal = clustering_flops_ideal(
                 b, h, w, c, d, k, m, module.num_iterations, graph.num_nodes,
-                int(graph.assign_index.size(1)), assignment_pairs(graph.assign_index, b, h, w))
+                int(graph.assign_index.size(1)), pairs)
             for step, value in ideal.items():
                 self.ideal[f"{key}[{step}]"] += value
         return hook

@@ -93,7 +93,9 @@ clustering             :class:`~pyg_hgconv.ImageToGroupGraph` on :math:`B` image
                        * ``adjacency`` (Eq. 4): :math:`m^2 \sum L` over the
                          ``[m, L] x [L, m]`` block products of neighbouring tiles
                          (4 directions; noise cancelling and the direction choice
-                         are subtractions and comparisons).
+                         are subtractions and comparisons); the counter replaces
+                         it by :func:`assignment_pairs` where the fused kernel,
+                         which multiplies the non-zero entries only, runs.
 
                        :func:`clustering_flops_ideal` gives what a perfectly sparse
                        implementation would cost (products over the ``nnz``

@@ -9,6 +9,7 @@ from torch_geometric.data import Batch, Data
 
 from pyg_hgconv import HGConvModule, ImageToGroupGraph, conv_names
 from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, build_conv
+from pyg_hgconv.nn.pool import fused_adjacency
 from pyg_hgconv.profile.counter import FlopCount, conv_flops, count_flops
 from pyg_hgconv.profile.rules import GraphSize, mlp_flops
 
@@ -78,13 +79,18 @@ def test_graph_conv_options_change_the_count():
     assert conv_flops("dynamic_edge", (2, 3), two) == (4 + 1) * 2 + (4 + 1) * 84
 
 
-def test_clustering_rule_matches_a_hand_count():
+def test_clustering_rule_matches_a_hand_count(monkeypatch):
     # T = 0 SLIC iterations, K = 2 centres, m = 2 candidates on a 4x5 image: the
     # tiles are 3x3 (r = sqrt(20 / 2) -> 3), 2 x 2 of them, so the tiled S stores
     # E_S = 4 tiles * 2 candidates * 9 pixels = 72 entries (padding included).
     transform = ImageToGroupGraph(num_groups=2, num_candidates=2, num_iterations=0,
                                   learnable=False)
     x = torch.randn(1, 2, 4, 5)
+    if fused_adjacency.BACKEND == "fused":  # the fused kernel multiplies non-zeros only
+        fused = count_flops(transform, x)
+        steps = {k.split("[")[1][:-1]: v for k, v in fused.modules.items()}
+        assert steps["adjacency"] == 55  # the pairs of the 20 non-zeros below
+    monkeypatch.setattr(fused_adjacency, "BACKEND", "pytorch")  # the tile blocks
     count = count_flops(transform, x)
     steps = {k.split("[")[1][:-1]: v for k, v in count.modules.items()}
     # Eq. 4 blocks of a 3x3 tile: within the tile 4 directions padded to 6
@@ -114,7 +120,8 @@ def test_clustering_rule_matches_a_hand_count():
     assert steps["embedding"] == 20 * 2 * 3 + 20 * 3
 
 
-def test_group_graph_module_counts_pool_conv_and_unpool():
+def test_group_graph_module_counts_pool_conv_and_unpool(monkeypatch):
+    monkeypatch.setattr(fused_adjacency, "BACKEND", "pytorch")  # the hand count's tile blocks
     torch.manual_seed(0)
     module = HGConvModule(2, num_groups=2, num_candidates=2, num_iterations=0, learnable=False,
                           embed_channels=None).eval()

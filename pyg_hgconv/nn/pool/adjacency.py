@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyg_hgconv.nn.pool.fused_adjacency import fused_applies, fused_half_direction_blocks
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
 from pyg_hgconv.utils.directions import (
     HALF_DIRECTIONS,
@@ -362,12 +363,7 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     first = counts.cumsum(0) - counts
     image = torch.repeat_interleave(torch.arange(b, device=device), counts, output_size=n)
     local = torch.arange(n, device=device) - first[image]
-    # keys straight into the [B, half, n, n] blocks (a group's neighbours are of its image)
-    key, products = _half_direction_products(
-        assignment, row_key=(image * len(HALF_DIRECTIONS) * n_max + local) * n_max,
-        col_key=local, half_stride=n_max * n_max)
-    half = products.new_zeros(b * len(HALF_DIRECTIONS) * n_max * n_max).index_add_(
-        0, key, products).view(b, len(HALF_DIRECTIONS), n_max, n_max)  # [B, half, t, s]
+    half = dense_half_blocks(assignment, image, local, b, n_max)  # [B, half, t, s]
     if noise_cancel:  # Eq. 7: the opposite direction of the pair is the transpose
         half = (half - half.transpose(2, 3)).clamp_min(0.0)
     slots = torch.arange(n_max, device=device)
@@ -394,6 +390,33 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     b_, t_, edge_type, s_ = keep.permute(0, 2, 1, 3).nonzero().unbind(1)
     edge_weight = torch.where(edge_type == SELF_LOOP, 1.0, full[b_, edge_type, t_, s_])
     return torch.stack([first[b_] + s_, first[b_] + t_]), edge_type, edge_weight
+
+
+def dense_half_blocks(assignment: TiledAssignment, image: Tensor, local: Tensor,
+                      batch_size: int, n: int, fused: bool = True) -> Tensor:
+    r"""The ``[B, 4, n, n]`` blocks :math:`\hat{A}^\delta` (Eq. 4) of every image
+    for the four half directions, entry ``[b, d, g, h]`` the weight of
+    ``h -> g`` in direction ``HALF_DIRECTIONS[d]``.
+
+    The fused C++ op where it applies
+    (:mod:`~pyg_hgconv.nn.pool.fused_adjacency`: only the non-zero entries of
+    :math:`S`), else (or with ``fused=False``) the tile-block products of
+    :func:`_half_direction_products` summed into the blocks; the two agree to
+    float tolerance, values and gradients.
+
+    Args:
+        image, local (LongTensor): ``[N_grp]`` image of every group and its
+            index within the image (``< n``).
+    """
+    if fused and fused_applies(assignment.weight):
+        return fused_half_direction_blocks(assignment.weight, local[assignment.candidates],
+                                           assignment.grid, n)
+    # keys straight into the [B, half, n, n] blocks (a group's neighbours are of its image)
+    key, products = _half_direction_products(
+        assignment, row_key=(image * len(HALF_DIRECTIONS) * n + local) * n,
+        col_key=local, half_stride=n * n)
+    return products.new_zeros(batch_size * len(HALF_DIRECTIONS) * n * n).index_add_(
+        0, key, products).view(batch_size, len(HALF_DIRECTIONS), n, n)
 
 
 def _centroid_edges(half: Tensor, pos: Tensor, image: Tensor, local: Tensor, pairs: Tensor,
@@ -478,6 +501,13 @@ def _type_order(device: torch.device) -> Tensor:
     """Index that reorders ``[half types, their opposites, centre]`` by type."""
     order = [*HALF_DIRECTIONS, *(NUM_DIRECTIONS - 1 - t for t in HALF_DIRECTIONS), SELF_LOOP]
     return torch.tensor([order.index(t) for t in range(NUM_DIRECTIONS)], device=device)
+
+
+def runs_fused_kernel(weight: Tensor, largest: int) -> bool:
+    """Whether :func:`build_group_adjacency` computes Eq. 4 with the fused
+    kernel (:func:`dense_half_blocks`) for the tiled weights ``weight`` of
+    images of at most ``largest`` groups."""
+    return NUM_DIRECTIONS * largest * largest <= DENSE_PIPELINE_LIMIT and fused_applies(weight)
 
 
 def build_group_adjacency(

@@ -1,0 +1,141 @@
+"""The fused group-adjacency op against the dense S^T A^delta S reference and the
+pure-PyTorch tile blocks (values, gradients, torch.compile)."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyg_hgconv.nn.pool import fused_adjacency
+from pyg_hgconv.nn.pool.adjacency import build_group_adjacency, dense_half_blocks
+from pyg_hgconv.nn.pool.tiling import TiledAssignment
+from pyg_hgconv.utils.directions import HALF_DIRECTIONS
+from tests.helpers.assignments import random_tiled
+from tests.nn.pool.test_adjacency import dense_a, dense_s
+
+needs_fused = pytest.mark.skipif(fused_adjacency.BACKEND != "fused",
+                                 reason=f"fused kernel: {fused_adjacency.FALLBACK_REASON}")
+
+
+def local_index(assignment, batch, groups):
+    nodes = torch.arange(assignment.num_groups)
+    return nodes // groups, nodes % groups
+
+
+def reference_blocks(assignment, batch, height, width, groups):
+    """[B, 4, n, n] from the dense S^T A^delta S of every image (independent of the tiling)."""
+    index, weight = assignment.to_coo()
+    s = dense_s(index, weight.double(), batch * height * width, assignment.num_groups)
+    out = torch.zeros(batch, 4, groups, groups, dtype=torch.float64)
+    for d, t in enumerate(HALF_DIRECTIONS):
+        full = s.T @ dense_a(batch, height, width, t) @ s
+        for b in range(batch):
+            out[b, d] = full[b * groups:(b + 1) * groups, b * groups:(b + 1) * groups]
+    return out
+
+
+tilings = dict(batch=st.integers(1, 3), height=st.integers(1, 9), width=st.integers(1, 9),
+               tile_h=st.integers(1, 4), tile_w=st.integers(1, 5), groups=st.integers(1, 6),
+               m=st.integers(1, 5), seed=st.integers(0, 2**16))
+
+
+@needs_fused
+@settings(max_examples=40, deadline=None)
+@given(**tilings)
+def test_fused_blocks_equal_the_dense_reference_and_the_tile_blocks(batch, height, width,
+                                                                    tile_h, tile_w, groups,
+                                                                    m, seed):
+    assignment = random_tiled(batch, height, width, tile_h, tile_w, groups, m, seed)
+    image, local = local_index(assignment, batch, groups)
+    fused = dense_half_blocks(assignment, image, local, batch, groups)
+    torch.testing.assert_close(fused, reference_blocks(assignment, batch, height, width, groups))
+    tiles = dense_half_blocks(assignment, image, local, batch, groups, fused=False)
+    torch.testing.assert_close(fused, tiles)
+    # float32 too
+    single = TiledAssignment(assignment.grid, assignment.candidates,
+                             assignment.weight.float(), assignment.num_groups)
+    torch.testing.assert_close(dense_half_blocks(single, image, local, batch, groups),
+                               tiles.float(), rtol=1e-5, atol=1e-6)
+
+
+@needs_fused
+@settings(max_examples=25, deadline=None)
+@given(**tilings)
+def test_fused_gradient_equals_the_tile_blocks_gradient(batch, height, width, tile_h, tile_w,
+                                                        groups, m, seed):
+    """The gradient of every pixel's weights (zeros included) agrees with the
+    tile-block products'; padding positions of a tile are not pixels (their
+    weight is zero by construction upstream) and are left out."""
+    assignment = random_tiled(batch, height, width, tile_h, tile_w, groups, m, seed)
+    image, local = local_index(assignment, batch, groups)
+    upstream = torch.randn(batch, 4, groups, groups, dtype=torch.float64,
+                           generator=torch.Generator().manual_seed(seed))
+    grads = []
+    for fused in (True, False):
+        weight = assignment.weight.clone().requires_grad_()
+        tiled = TiledAssignment(assignment.grid, assignment.candidates, weight,
+                                assignment.num_groups)
+        (dense_half_blocks(tiled, image, local, batch, groups, fused=fused) * upstream).sum() \
+            .backward()
+        grads.append(weight.grad)
+    valid = assignment.grid.valid(dtype=torch.float64).expand_as(grads[0]) > 0
+    torch.testing.assert_close(grads[0][valid], grads[1][valid])
+
+
+@needs_fused
+def test_fused_gradcheck():
+    assignment = random_tiled(2, 5, 6, 2, 3, 4, 3, seed=3)
+    image, local = local_index(assignment, 2, 4)
+    weight = assignment.weight.clone().requires_grad_()
+
+    def blocks(w):
+        tiled = TiledAssignment(assignment.grid, assignment.candidates, w, assignment.num_groups)
+        return dense_half_blocks(tiled, image, local, 2, 4)
+
+    # perturbations keep the zero pattern (the kernel visits the non-zero entries)
+    torch.autograd.gradcheck(lambda w: blocks(w * (assignment.weight > 0)), (weight,))
+
+
+@needs_fused
+def test_fused_op_runs_under_torch_compile_and_its_fake_kernel_has_the_shape():
+    assignment = random_tiled(2, 6, 7, 3, 3, 5, 4, seed=11)
+    _, local = local_index(assignment, 2, 5)
+    candidates = local[assignment.candidates]
+    grid = assignment.grid
+
+    def blocks(w, c):
+        return torch.ops.pyg_hgconv.half_direction_blocks(w, c, 2, grid.height, grid.width,
+                                                          grid.tile_h, grid.tile_w, 5)
+
+    eager = blocks(assignment.weight, candidates)
+    compiled = torch.compile(blocks, backend="eager", fullgraph=True)(assignment.weight,
+                                                                      candidates)
+    torch.testing.assert_close(compiled, eager)
+    with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+        fake = blocks(mode.from_tensor(assignment.weight), mode.from_tensor(candidates))
+    assert fake.shape == (2, 4, 5, 5) and fake.dtype == assignment.weight.dtype
+    torch.library.opcheck(torch.ops.pyg_hgconv.half_direction_blocks.default,
+                          (assignment.weight, candidates, 2, grid.height, grid.width,
+                           grid.tile_h, grid.tile_w, 5))
+
+
+def test_pipeline_gives_the_same_graph_on_both_backends(monkeypatch):
+    """The whole adjacency pipeline (every rule) with the fused op and with the
+    pure-PyTorch fallback."""
+    assignment = random_tiled(3, 9, 11, 2, 4, 6, 4, seed=5)
+    pos = assignment.centroids()
+    groups = torch.full((3,), 6)
+    for rule in ("paper", "length", "centroid"):
+        first = build_group_adjacency(assignment, direction_rule=rule, pos=pos,
+                                      groups_per_image=groups, threshold=0.0)
+        monkeypatch.setattr(fused_adjacency, "BACKEND", "pytorch")
+        second = build_group_adjacency(assignment, direction_rule=rule, pos=pos,
+                                       groups_per_image=groups, threshold=0.0)
+        monkeypatch.undo()
+        assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+        torch.testing.assert_close(first[2], second[2])
+
+
+def test_backend_is_reported():
+    info = fused_adjacency.backend_info()
+    assert info["adjacency_backend"] in ("fused", "pytorch")
+    assert (info["adjacency_fallback_reason"] is None) == (info["adjacency_backend"] == "fused")
