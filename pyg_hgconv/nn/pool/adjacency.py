@@ -407,10 +407,15 @@ def dense_half_blocks(assignment: TiledAssignment, image: Tensor, local: Tensor,
     Args:
         image, local (LongTensor): ``[N_grp]`` image of every group and its
             index within the image (``< n``).
+        batch_size (int): blocks :math:`B`: the images of the tiling, or 1 for
+            all their groups in one block (``image`` all zero).
     """
     if fused and fused_applies(assignment.weight):
-        return fused_half_direction_blocks(assignment.weight, local[assignment.candidates],
-                                           assignment.grid, n)
+        blocks = fused_half_direction_blocks(assignment.weight, local[assignment.candidates],
+                                             assignment.grid, n)
+        if batch_size != assignment.grid.batch_size:  # the images' groups as one block
+            blocks = blocks.sum(0, keepdim=True)
+        return blocks
     # keys straight into the [B, half, n, n] blocks (a group's neighbours are of its image)
     key, products = _half_direction_products(
         assignment, row_key=(image * len(HALF_DIRECTIONS) * n + local) * n,

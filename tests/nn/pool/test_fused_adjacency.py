@@ -50,6 +50,11 @@ def test_fused_blocks_equal_the_dense_reference_and_the_tile_blocks(batch, heigh
     torch.testing.assert_close(fused, reference_blocks(assignment, batch, height, width, groups))
     tiles = dense_half_blocks(assignment, image, local, batch, groups, fused=False)
     torch.testing.assert_close(fused, tiles)
+    # all groups of the batch in one block
+    nodes = torch.arange(assignment.num_groups)
+    one = dense_half_blocks(assignment, torch.zeros_like(nodes), nodes, 1, assignment.num_groups)
+    torch.testing.assert_close(one, dense_half_blocks(assignment, torch.zeros_like(nodes), nodes,
+                                                      1, assignment.num_groups, fused=False))
     # float32 too
     single = TiledAssignment(assignment.grid, assignment.candidates,
                              assignment.weight.float(), assignment.num_groups)
