@@ -122,3 +122,31 @@ def test_csr_matmul_takes_other_layouts_with_their_gradients(layout):
     (dense_of(rows, cols, v2, (4, 6)) @ x2).pow(2).sum().backward()
     torch.testing.assert_close(v1.grad, v2.grad)
     torch.testing.assert_close(x.grad, x2.grad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(0, 40), segments=st.integers(1, 6),
+       channels=st.integers(1, 3), dtype=st.sampled_from([torch.float32, torch.float64,
+                                                          torch.bfloat16]))
+def test_segment_sum_equals_a_loop_on_both_paths(seed, rows, segments, channels, dtype):
+    """The small-input scatter and the CSR product give the per-segment sums of
+    a Python loop, and the gradient of every row is the upstream row of its segment."""
+    import pyg_hgconv.utils.sparse as sparse
+
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, segments, (rows,), generator=g)
+    src = torch.randn(rows, channels, generator=g, dtype=torch.float64)
+    upstream = torch.randn(segments, channels, generator=g, dtype=torch.float64)
+    expected = torch.zeros(segments, channels, dtype=torch.float64)
+    for i, s in enumerate(index.tolist()):
+        expected[s] += src[i]
+    for limit in (0, 1 << 30):  # the CSR product, the scatter
+        leaf = src.to(dtype).clone().requires_grad_()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sparse, "SEGMENT_SCATTER_LIMIT", limit)
+            out = sparse.SegmentSum(index, segments)(leaf)
+        assert out.dtype == dtype and out.shape == (segments, channels)
+        tol = dict(rtol=2e-2, atol=5e-2) if dtype == torch.bfloat16 else {}
+        torch.testing.assert_close(out, expected.to(dtype), **tol)
+        (out * upstream.to(dtype)).sum().backward()
+        torch.testing.assert_close(leaf.grad, upstream[index].to(dtype), **tol)
