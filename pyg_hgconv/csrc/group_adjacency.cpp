@@ -49,34 +49,45 @@ Tiling check(const at::Tensor& weight, const at::Tensor& local, int64_t batch, i
               "half_direction_blocks: 'weight' ", weight.sizes(), " does not fit the tiling");
   TORCH_CHECK(local.size(0) == weight.size(0) && local.size(1) == g.m,
               "half_direction_blocks: 'local' must be [T, m] like 'weight'");
+  TORCH_CHECK(local.numel() == 0 || (local.min().item<int64_t>() >= 0 &&
+                                     local.max().item<int64_t>() < n),
+              "half_direction_blocks: 'local' must index groups in [0, n = ", n, ")");
   return g;
 }
 
-// The non-zero entries of every pixel of image b: groups and weights, m slots
-// per pixel (count[i] used), pixel-major.
+// The non-zero entries of every pixel of one image: groups and weights, m slots
+// per pixel (count[pixel] used), pixel-major. One per thread, refilled per image.
 template <typename scalar_t>
-void gather_image(const Tiling& g, int64_t b, const scalar_t* weight, const int64_t* local,
-                  std::vector<int64_t>& group, std::vector<scalar_t>& value,
-                  std::vector<int>& count, std::vector<int64_t>* slot = nullptr) {
-  for (int64_t y = 0; y < g.H; ++y) {
-    for (int64_t x = 0; x < g.W; ++x) {
-      const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
-      const int64_t pos = (y % g.th) * g.tw + x % g.tw;
-      const int64_t pixel = y * g.W + x;
-      int c = 0;
-      for (int64_t i = 0; i < g.m; ++i) {
-        const scalar_t w = weight[(tile * g.m + i) * g.P + pos];
-        if (w != scalar_t(0)) {
-          group[pixel * g.m + c] = local[tile * g.m + i];
-          value[pixel * g.m + c] = w;
-          if (slot) (*slot)[pixel * g.m + c] = i;
-          ++c;
+struct ImageEntries {
+  const Tiling& g;
+  std::vector<int64_t> group;
+  std::vector<scalar_t> value;
+  std::vector<int> count;
+
+  explicit ImageEntries(const Tiling& tiling)
+      : g(tiling), group(tiling.H * tiling.W * tiling.m), value(tiling.H * tiling.W * tiling.m),
+        count(tiling.H * tiling.W) {}
+
+  void gather(int64_t b, const scalar_t* weight, const int64_t* local) {
+    for (int64_t y = 0; y < g.H; ++y) {
+      for (int64_t x = 0; x < g.W; ++x) {
+        const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
+        const int64_t pos = (y % g.th) * g.tw + x % g.tw;
+        const int64_t pixel = y * g.W + x;
+        int c = 0;
+        for (int64_t i = 0; i < g.m; ++i) {
+          const scalar_t w = weight[(tile * g.m + i) * g.P + pos];
+          if (w != scalar_t(0)) {
+            group[pixel * g.m + c] = local[tile * g.m + i];
+            value[pixel * g.m + c] = w;
+            ++c;
+          }
         }
+        count[pixel] = c;
       }
-      count[pixel] = c;
     }
   }
-}
+};
 
 at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& local_in,
                                  int64_t batch, int64_t height, int64_t width, int64_t tile_h,
@@ -90,12 +101,12 @@ at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& 
     const int64_t* l = local.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
-      const int64_t pixels = g.H * g.W;
-      std::vector<int64_t> group(pixels * g.m);
-      std::vector<scalar_t> value(pixels * g.m);
-      std::vector<int> count(pixels);
+      ImageEntries<scalar_t> entries(g);
+      const auto& group = entries.group;
+      const auto& value = entries.value;
+      const auto& count = entries.count;
       for (int64_t b = begin; b < end; ++b) {
-        gather_image(g, b, w, l, group, value, count);
+        entries.gather(b, w, l);
         scalar_t* block = o + b * kHalf * g.n * g.n;
         for (int64_t y = 0; y < g.H; ++y) {
           for (int64_t x = 0; x < g.W; ++x) {
@@ -137,12 +148,12 @@ at::Tensor half_direction_blocks_backward(const at::Tensor& grad_in, const at::T
     const scalar_t* gr = grad.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
-      const int64_t pixels = g.H * g.W;
-      std::vector<int64_t> group(pixels * g.m);
-      std::vector<scalar_t> value(pixels * g.m);
-      std::vector<int> count(pixels);
+      ImageEntries<scalar_t> entries(g);
+      const auto& group = entries.group;
+      const auto& value = entries.value;
+      const auto& count = entries.count;
       for (int64_t b = begin; b < end; ++b) {
-        gather_image(g, b, w, l, group, value, count);
+        entries.gather(b, w, l);
         const scalar_t* block = gr + b * kHalf * g.n * g.n;
         for (int64_t y = 0; y < g.H; ++y) {
           for (int64_t x = 0; x < g.W; ++x) {
