@@ -371,8 +371,8 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     pairs = present.unsqueeze(2) & present.unsqueeze(1)  # [B, t, s]
     eye = torch.eye(n_max, dtype=torch.bool, device=device) & pairs
     if max_direction and direction_rule == "centroid":
-        b_, t_, edge_type, s_, edge_weight = _centroid_edges(half, pos, image, local, pairs,
-                                                             eye, threshold)
+        b_, t_, edge_type, s_, edge_weight = _centroid_edges(half, pos, first, pairs, eye,
+                                                             threshold)
         return torch.stack([first[b_] + s_, first[b_] + t_]), edge_type, edge_weight
     # all nine types (centre zero): the halves, their transposes (the opposite
     # types), reordered by type
@@ -424,8 +424,8 @@ def dense_half_blocks(assignment: TiledAssignment, image: Tensor, local: Tensor,
         0, key, products).view(batch_size, len(HALF_DIRECTIONS), n, n)
 
 
-def _centroid_edges(half: Tensor, pos: Tensor, image: Tensor, local: Tensor, pairs: Tensor,
-                    eye: Tensor, threshold: float) -> tuple[Tensor, ...]:
+def _centroid_edges(half: Tensor, pos: Tensor, first: Tensor, pairs: Tensor, eye: Tensor,
+                    threshold: float) -> tuple[Tensor, ...]:
     r"""The ``'centroid'`` rule on the dense half blocks ``[B, 4, n, n]``: one
     edge per pair, its weight the pair's whole contact
     :math:`\sum_\delta \hat{A}^\delta_{ts}` (the halves and their transposes),
@@ -438,17 +438,15 @@ def _centroid_edges(half: Tensor, pos: Tensor, image: Tensor, local: Tensor, pai
         ``(image, target, type, source, weight)`` of the kept edges and the
         identity self loops, sorted by image, target, type, source.
     """
-    b, _, n, _ = half.shape
+    n = half.size(2)
     device = half.device
     contact = half.sum(1)
     total = contact + contact.transpose(1, 2)  # [B, t, s]
     weight = total.detach()
     keep = (weight >= threshold if threshold > 0 else weight > 0) & pairs & ~eye
     b_, t_, s_ = keep.nonzero().unbind(1)
-    centroids = pos.detach()
-    slot = torch.full((b, n), -1, dtype=torch.long, device=device)
-    slot[image, local] = torch.arange(image.numel(), device=device)
-    types = displacement_direction(centroids[slot[b_, s_]] - centroids[slot[b_, t_]])
+    centroids = pos.detach()  # node first[b] + local of image b
+    types = displacement_direction(centroids[first[b_] + s_] - centroids[first[b_] + t_])
     coincident = (types == SELF_LOOP).nonzero().view(-1)
     if coincident.numel():  # rare: the strongest of the nine types of those pairs
         cb, ct, cs = b_[coincident], t_[coincident], s_[coincident]
@@ -457,10 +455,9 @@ def _centroid_edges(half: Tensor, pos: Tensor, image: Tensor, local: Tensor, pai
         strongest = _strongest_type(nine[:, _type_order(device)], (ct < cs).view(-1, 1))
         types = types.index_put((coincident,), strongest)
     loops_b, loops_t, _ = eye.nonzero().unbind(1)
+    edge_weight = torch.cat([total[b_, t_, s_], total.new_ones(loops_t.numel())])
     b_, t_, s_ = torch.cat([b_, loops_b]), torch.cat([t_, loops_t]), torch.cat([s_, loops_t])
     edge_type = torch.cat([types, torch.full_like(loops_t, SELF_LOOP)])
-    edge_weight = torch.cat([total[b_[:types.numel()], t_[:types.numel()], s_[:types.numel()]],
-                             total.new_ones(loops_t.numel())])
     order = torch.argsort(((b_ * n + t_) * NUM_DIRECTIONS + edge_type) * n + s_)
     return b_[order], t_[order], edge_type[order], s_[order], edge_weight[order]
 
