@@ -23,11 +23,12 @@ not; setting ``TVCONV_KERNELS=0`` in the environment forces the fallback.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from pyg_hgconv.utils.kernels import load_kernel_library
 
 from .apply import _check_weight, translation_variant_conv
 
@@ -38,24 +39,7 @@ FUSED_DTYPES = (torch.float32, torch.float64)
 MIN_CONTIGUOUS_WIDTH = 32
 
 
-def _load() -> str | None:
-    """Load the built library; the reason it is not used, or ``None`` when it is."""
-    if os.environ.get("TVCONV_KERNELS", "1") == "0":
-        return "disabled by TVCONV_KERNELS=0"
-    if not LIBRARY.exists():
-        return f"not built ({LIBRARY.relative_to(LIBRARY.parents[2])} missing; run make)"
-    stamp = LIBRARY.with_name("torch_version.txt")
-    built_for = stamp.read_text().strip() if stamp.exists() else "unknown"
-    if built_for != torch.__version__:
-        return f"built for torch {built_for}, running {torch.__version__} (rebuild: make)"
-    try:
-        torch.ops.load_library(str(LIBRARY))
-    except (OSError, RuntimeError) as error:
-        return f"failed to load: {error}"
-    return None
-
-
-FALLBACK_REASON: str | None = _load()
+FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "TVCONV_KERNELS")
 #: ``"fused"`` when the C++ kernels are loaded, else ``"pytorch"``.
 BACKEND: str = "pytorch" if FALLBACK_REASON else "fused"
 

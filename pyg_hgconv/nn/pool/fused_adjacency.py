@@ -23,34 +23,18 @@ the environment forces the fallback.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from pyg_hgconv.utils.kernels import load_kernel_library
+
 LIBRARY = Path(__file__).resolve().parents[2] / "_lib" / "pyg_hgconv_kernels.so"
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
-def _load() -> str | None:
-    """Load the built library; the reason it is not used, or ``None`` when it is."""
-    if os.environ.get("PYG_HGCONV_KERNELS", "1") == "0":
-        return "disabled by PYG_HGCONV_KERNELS=0"
-    if not LIBRARY.exists():
-        return f"not built ({LIBRARY.relative_to(LIBRARY.parents[2])} missing; run make)"
-    stamp = LIBRARY.with_name("torch_version.txt")
-    built_for = stamp.read_text().strip() if stamp.exists() else "unknown"
-    if built_for != torch.__version__:
-        return f"built for torch {built_for}, running {torch.__version__} (rebuild: make)"
-    try:
-        torch.ops.load_library(str(LIBRARY))
-    except (OSError, RuntimeError) as error:
-        return f"failed to load: {error}"
-    return None
-
-
-FALLBACK_REASON: str | None = _load()
+FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "PYG_HGCONV_KERNELS")
 #: ``"fused"`` when the C++ kernel is loaded, else ``"pytorch"``.
 BACKEND: str = "pytorch" if FALLBACK_REASON else "fused"
 
