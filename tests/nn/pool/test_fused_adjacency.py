@@ -144,3 +144,44 @@ def test_backend_is_reported():
     info = fused_adjacency.backend_info()
     assert info["adjacency_backend"] in ("fused", "pytorch")
     assert (info["adjacency_fallback_reason"] is None) == (info["adjacency_backend"] == "fused")
+
+
+@needs_fused
+def test_op_rejects_bad_arguments_by_name():
+    assignment = random_tiled(1, 6, 7, 3, 3, 5, 4, seed=2)
+    _, local = local_index(assignment, 1, 5)
+    candidates = local[assignment.candidates]
+    grid = assignment.grid
+    op = torch.ops.pyg_hgconv.half_direction_blocks
+
+    def call(weight=assignment.weight, ids=candidates, n=5, batch=1):
+        return op(weight, ids, batch, grid.height, grid.width, grid.tile_h, grid.tile_w, n)
+
+    with pytest.raises(RuntimeError, match="'local' must index groups"):
+        call(ids=candidates + 5)  # ids beyond n
+    with pytest.raises(RuntimeError, match="'local' must index groups"):
+        call(ids=candidates - 1)  # negative ids
+    with pytest.raises(RuntimeError, match="'weight' must be"):
+        call(weight=assignment.weight[0])
+    with pytest.raises(RuntimeError, match="does not fit the tiling"):
+        call(batch=2)
+    with pytest.raises(RuntimeError, match="'local' must be a LongTensor"):
+        call(ids=candidates.int())
+    # zero weights give zero blocks, never NaN
+    assert torch.equal(call(weight=torch.zeros_like(assignment.weight)),
+                       torch.zeros(1, 4, 5, 5, dtype=assignment.weight.dtype))
+
+
+def test_kernel_library_loader_says_why_it_falls_back(tmp_path, monkeypatch):
+    from pyg_hgconv.utils.kernels import load_kernel_library
+
+    library = tmp_path / "pkg" / "_lib" / "kernels.so"
+    monkeypatch.setenv("SOME_KERNELS", "0")
+    assert load_kernel_library(library, "SOME_KERNELS") == "disabled by SOME_KERNELS=0"
+    monkeypatch.delenv("SOME_KERNELS")
+    assert "missing; run make" in load_kernel_library(library, "SOME_KERNELS")
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"not a library")
+    assert "built for torch unknown" in load_kernel_library(library, "SOME_KERNELS")
+    library.with_name("torch_version.txt").write_text(torch.__version__ + "\n")
+    assert load_kernel_library(library, "SOME_KERNELS").startswith("failed to load")
