@@ -7,7 +7,7 @@
 // g and h the image's groups (local indices), S the tiled assignment
 // ([T, m, P] weights of the m candidates of every tile, candidates [T, m]).
 // Only the non-zero entries of S are visited: after the 1e-3 filter of
-// Algorithm 1 a pixel keeps one to three of its m candidates, so a pixel pair
+// Algorithm 1 a pixel keeps only a few of its m candidates, so a pixel pair
 // costs a few products instead of the m x m of a dense tile block.
 // Threaded over images with at::parallel_for (the images never touch).
 //

@@ -117,8 +117,8 @@ def sparse_matmul(rows: Tensor, cols: Tensor, values: Tensor, dense: Tensor,
 
 
 #: :class:`SegmentSum` sums inputs of up to this many elements with ``index_add``
-#: (a CSR product costs about 0.1 ms of fixed overhead on CPU, a small scatter
-#: a few microseconds)
+#: (on CPU a CSR product has a fixed overhead that dominates small inputs; a
+#: small scatter has almost none)
 SEGMENT_SCATTER_LIMIT = 1 << 15
 
 

@@ -101,8 +101,8 @@ TASKS: dict[str, TaskSpec] = {
             # stride-4 map: 64 groups per training crop and about 256 per evaluated tile (the
             # paper's 256-px crops: 256), a quarter of stage 4's pixels as in the paper
             # (64-px crops of 128-px tiles gave the HG module 16 groups in training);
-            # 16 epochs with a 30-step (two-epoch) warm-up (at 8 epochs without it the grid
-            # model's seeds spread over 19-33 road IoU)
+            # 16 epochs with a 30-step (two-epoch) warm-up: half as many epochs without
+            # the warm-up left the grid model under-trained and unstable across seeds
             "default": TaskSchedule(input_size=(256, 256), epochs=16, batch_size=4, width=0.25,
                                     hg_ratio=1 / 16, train_crop=(128, 128), warmup_iters=30,
                                     seeds=3),

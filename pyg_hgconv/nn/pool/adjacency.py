@@ -328,8 +328,7 @@ DENSE_PIPELINE_LIMIT = 1 << 22
 #: the dense pipeline takes the images of a batch in chunks of at most this many
 #: slots (:math:`9 B_{chunk} n^2`): the intermediate arrays of a chunk stay in
 #: the CPU caches, so the cost per image does not grow with the batch (one
-#: pass over a batch of 256 MNIST digits took twice the time per image of
-#: chunks of about a dozen)
+#: pass over a large batch of MNIST digits was markedly slower per image)
 DENSE_CHUNK_SLOTS = 1 << 20
 
 
