@@ -67,7 +67,7 @@ from benchmarks.common.model_runs import (
     write_model_records,
 )
 from benchmarks.common.results import markdown_table, write_report
-from benchmarks.common.summary import format_pm, paired_difference, verdict
+from benchmarks.common.summary import format_pm, paired_differences, verdict
 from benchmarks.common.training import distributed_rank, process_group
 from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES
 from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
@@ -237,22 +237,26 @@ def add_paired_comparison(task: TaskSpec, records: list[dict[str, Any]],
                           per_seed: Sequence[Mapping[str, Any]], reference: str) -> None:
     """Add to every setting's record its per-seed difference to ``reference`` on
     the primary metric (``vs_reference``, ``"+1.2 ± 0.4 (better)"`` or ``"... (not
-    resolved)"``: the rule of :func:`~benchmarks.common.summary.paired_difference`)."""
+    resolved)"``). The settings of a study are one family: they are resolved
+    together (:func:`~benchmarks.common.summary.paired_differences`, Holm)."""
     metric = task.primary_metric
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
     ref = {r["seed"]: r.get(metric) for r in per_seed if r.get("setting") == reference}
+    others = [rec for rec in records if rec["setting"] != reference]
+    pairs = []
+    for rec in others:
+        mine = {r["seed"]: r.get(metric) for r in per_seed if r.get("setting") == rec["setting"]}
+        seeds = sorted(set(ref) & set(mine))
+        pairs.append(([mine[s] for s in seeds], [ref[s] for s in seeds]))
     for rec in records:
         if rec["setting"] == reference:
             rec["vs_reference"] = "(reference)"
-            continue
-        mine = {r["seed"]: r.get(metric) for r in per_seed if r.get("setting") == rec["setting"]}
-        seeds = sorted(set(ref) & set(mine))
-        comparison = paired_difference([mine[s] for s in seeds], [ref[s] for s in seeds])
+    better = "better" if metric not in task.lower_is_better else "worse"
+    worse = "worse" if better == "better" else "better"
+    for rec, comparison in zip(others, paired_differences(pairs), strict=True):
         if not comparison["n"]:
             rec["vs_reference"] = "-"
             continue
-        better = "better" if metric not in task.lower_is_better else "worse"
-        worse = "worse" if better == "better" else "better"
         sign = "+" if comparison["mean"] > 0 else ""
         value = format_pm(comparison["mean"], comparison["std"], seeds=comparison["n"],
                           scale=scale)

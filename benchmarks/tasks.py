@@ -37,7 +37,9 @@ in ``runs/<model>/seed<s>/`` (checkpoint every epoch; rerunning resumes). Every
 model trains with 3 seeds (``--seed``, ``--seed + 1``, ...); the tables give the
 mean ± std; the goal check gives the seeds in which HG matches the grid and
 the paired per-seed difference, and calls the goal only when that difference
-is resolved (:func:`~benchmarks.common.summary.paired_difference`). The
+is resolved (:func:`~benchmarks.common.summary.paired_differences`: every seed
+agrees on the sign and the paired t-test gives p < 0.05 after Holm's
+correction over the task's HG models). The
 default schedules take about 10 minutes per task on an idle 2-core machine
 (downscaled inputs, a narrow ResNet-18, a few epochs from scratch): the numbers are **not**
 comparable with the paper's (which trains ResNet-101/50 at 713/352 px for
@@ -91,7 +93,7 @@ from benchmarks.common.results import (
     markdown_table,
     write_report,
 )
-from benchmarks.common.summary import paired_difference, verdict
+from benchmarks.common.summary import paired_differences, verdict
 from benchmarks.common.training import distributed_rank, process_group
 
 #: the goal: the HG stage spends less than this share of the grid stage's FLOPs
@@ -213,8 +215,8 @@ def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]],
     """Per HG model of the seed-averaged ``records``: the mean primary metric
     against the grid model's, the seeds in which it matches or beats the grid
     (from the ``per_seed`` records), the paired per-seed difference
-    (:func:`~benchmarks.common.summary.paired_difference`, oriented so that
-    positive is better) and the stage share against :data:`STAGE_SHARE_GOAL`.
+    (:func:`seed_differences`, oriented so that positive is better, Holm-corrected
+    over the HG models of the task) and the stage share against :data:`STAGE_SHARE_GOAL`.
 
     The goal **holds** when the stage share is below the goal and the paired
     difference is resolved in HG's favour; it **does not hold** when the share
@@ -225,14 +227,14 @@ def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]],
         return []
     metric = task.primary_metric
     rows = []
-    for rec in records:
-        if rec.get("variant") != "hg":
-            continue
+    hg_records = [rec for rec in records if rec.get("variant") == "hg"]
+    paired_by_model = seed_differences(task, per_seed, [rec["model"] for rec in hg_records])
+    for rec in hg_records:
         share = stage_share(rec, grid)
         ours, ref = rec.get(metric), grid.get(metric)
         metric_ok = ours is not None and ref is not None and task.better(metric, ours, ref)
         flops_ok = share is not None and share < STAGE_SHARE_GOAL
-        paired = seed_difference(task, per_seed, rec["model"])
+        paired = paired_by_model[rec["model"]]
         if not flops_ok or paired["sign"] < 0:
             goal = "does not hold"
         else:
@@ -255,26 +257,33 @@ def goal_rows(task: TaskSpec, records: Sequence[Mapping[str, Any]],
     return rows
 
 
-def seed_difference(task: TaskSpec, per_seed: Sequence[Mapping[str, Any]],
-                    model: str) -> dict[str, Any]:
-    """:func:`~benchmarks.common.summary.paired_difference` of ``model`` against
-    the grid model on the primary metric over their common seeds, in table
-    units and oriented so that a positive difference favours ``model``."""
+def seed_differences(task: TaskSpec, per_seed: Sequence[Mapping[str, Any]],
+                     models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per model of ``models``: the paired per-seed difference to the grid model
+    on the primary metric over their common seeds, in table units and oriented
+    so that a positive difference favours the model. The models form one family
+    (:func:`~benchmarks.common.summary.paired_differences`: Holm's correction),
+    since the goal table calls all of them from the same grid runs."""
     metric = task.primary_metric
     grid = {r["seed"]: metric_value(r, metric) for r in per_seed if r.get("variant") == "grid"}
-    ours = {r["seed"]: metric_value(r, metric) for r in per_seed if r["model"] == model}
-    seeds = sorted(set(grid) & set(ours))
     sign = -1.0 if metric in task.lower_is_better else 1.0
-    return paired_difference([None if ours[s] is None else sign * ours[s] for s in seeds],
-                             [None if grid[s] is None else sign * grid[s] for s in seeds])
+    pairs = []
+    for model in models:
+        ours = {r["seed"]: metric_value(r, metric) for r in per_seed if r["model"] == model}
+        seeds = sorted(set(grid) & set(ours))
+        pairs.append(([None if ours[s] is None else sign * ours[s] for s in seeds],
+                      [None if grid[s] is None else sign * grid[s] for s in seeds]))
+    return dict(zip(models, paired_differences(pairs), strict=True))
 
 
 def paired_text(task: TaskSpec, paired: Mapping[str, Any]) -> str:
-    """``"+1.2 ± 0.8 (p 0.04): better"`` for a :func:`seed_difference`."""
+    """``"+1.2 ± 0.8 (p 0.01, Holm 0.02): better"`` for one of :func:`seed_differences`."""
     if paired["n"] < 1:
         return "-"
     digits = 4 if task.primary_metric == "mae" else 1
     p = f"p {paired['p']:.2g}" if math.isfinite(paired["p"]) else "p -"
+    if paired.get("family_size", 1) > 1 and math.isfinite(paired["p_adjusted"]):
+        p += f", Holm {paired['p_adjusted']:.2g}"
     return (f"{paired['mean']:+.{digits}f} ± {paired['std']:.{digits}f} ({p}): "
             f"{verdict(paired)}")
 

@@ -5,8 +5,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["RESOLVED_ALPHA", "format_mean_std", "format_pm", "mean_std", "paired_difference",
-           "seed_summary", "verdict"]
+__all__ = ["RESOLVED_ALPHA", "format_mean_std", "format_pm", "holm_adjusted", "mean_std",
+           "paired_difference", "paired_differences", "seed_summary", "verdict"]
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
@@ -86,13 +86,15 @@ def paired_difference(a: Sequence[float | None], b: Sequence[float | None], *,
     Anything else is **not resolved**: the seeds do not say which model is
     better.
 
-    Returns:
-        ``{"diffs", "mean", "std", "n", "t", "p", "resolved", "sign"}``;
-        ``sign`` is ``+1`` (``a`` better), ``-1`` or ``0`` (not resolved).
-        Seeds where either value is missing are left out.
-    """
-    import math
+    A single comparison is a family of one; where one report makes several,
+    :func:`paired_differences` corrects them together.
 
+    Returns:
+        ``{"diffs", "mean", "std", "n", "t", "p", "same_sign", "p_adjusted",
+        "family_size", "resolved", "sign"}``; ``sign`` is ``+1`` (``a``
+        better), ``-1`` or ``0`` (not resolved). Seeds where either value is
+        missing are left out.
+    """
     from scipy import stats
 
     diffs = [float(x) - float(y) for x, y in zip(a, b, strict=True)
@@ -105,9 +107,57 @@ def paired_difference(a: Sequence[float | None], b: Sequence[float | None], *,
     elif n >= 2 and mean != 0:  # identical non-zero differences: no spread at all
         t, p = math.copysign(math.inf, mean), 0.0
     same_sign = n >= 2 and (all(d > 0 for d in diffs) or all(d < 0 for d in diffs))
-    resolved = bool(same_sign and math.isfinite(p) and p < alpha)
-    return {"diffs": diffs, "mean": mean, "std": std, "n": n, "t": t, "p": p,
-            "resolved": resolved, "sign": (1 if mean > 0 else -1) if resolved else 0}
+    return _resolve({"diffs": diffs, "mean": mean, "std": std, "n": n, "t": t, "p": p,
+                     "same_sign": same_sign}, p, 1, alpha)
+
+
+def _resolve(comparison: dict[str, Any], p_adjusted: float, family_size: int,
+             alpha: float) -> dict[str, Any]:
+    resolved = bool(comparison["same_sign"] and math.isfinite(p_adjusted)
+                    and p_adjusted < alpha)
+    return {**comparison, "p_adjusted": p_adjusted, "family_size": family_size,
+            "resolved": resolved,
+            "sign": (1 if comparison["mean"] > 0 else -1) if resolved else 0}
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    r"""Holm's step-down adjusted p-values of a family of tests.
+
+    With the :math:`m` finite p-values sorted, :math:`p_{(1)} \le \dots \le p_{(m)}`,
+
+    .. math::
+        \tilde p_{(i)} = \max_{j \le i} \min\bigl(1, (m - j + 1)\, p_{(j)}\bigr),
+
+    so rejecting where :math:`\tilde p < \alpha` keeps the chance of *any*
+    false call in the family at most :math:`\alpha` (Holm 1979). NaN entries
+    (no test possible, e.g. one seed) stay NaN and do not count in :math:`m`.
+    Returned in the input's order.
+    """
+    finite = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
+    m = len(finite)
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def paired_differences(pairs: Sequence[tuple[Sequence[float | None], Sequence[float | None]]],
+                       *, alpha: float = RESOLVED_ALPHA) -> list[dict[str, Any]]:
+    r""":func:`paired_difference` of every ``(a, b)`` of one family of
+    comparisons, resolved on Holm's adjusted p-values (:func:`holm_adjusted`).
+
+    A report that calls several differences from the same runs is such a
+    family: with :math:`m` uncorrected tests at 5% one of them is called by
+    chance in up to :math:`m \cdot 5\%` of runs, which is how two runs that
+    differ only in their base seed come to call different differences. Every
+    entry keeps its own ``p`` and adds ``p_adjusted`` and ``family_size``.
+    """
+    results = [paired_difference(a, b, alpha=alpha) for a, b in pairs]
+    adjusted = holm_adjusted([r["p"] for r in results])
+    size = sum(1 for p in adjusted if p == p)
+    return [_resolve(r, p, size, alpha) for r, p in zip(results, adjusted, strict=True)]
 
 
 def verdict(comparison: Mapping[str, Any], better: str = "better", worse: str = "worse") -> str:

@@ -4,9 +4,15 @@ Every model of the task part is trained with the same seeds, the same data
 order and augmentation per seed; so two models are compared seed by seed
 (:func:`~benchmarks.common.summary.paired_difference`): a difference is
 **resolved** when every seed agrees on its sign and a paired t-test rejects
-"no difference" at 5% (:data:`~benchmarks.common.summary.RESOLVED_ALPHA`),
-else **not resolved**. A ranking lists the models by their mean and joins
-neighbours by ``>`` where their difference is resolved, by ``~`` where it is not.
+"no difference" at 5% (:data:`~benchmarks.common.summary.RESOLVED_ALPHA`)
+after Holm's correction over the **family** of every pair of models of the
+same protocol (:func:`~benchmarks.common.summary.paired_differences`), else
+**not resolved**. The family is the protocol block, because the ranking and
+the findings of one block are claims made together from the same runs: with
+four models that is six tests, and uncorrected one of them is called by
+chance in up to 30% of runs. A ranking lists the models by their mean and
+joins neighbours by ``>`` where their difference is resolved, by ``~`` where
+it is not.
 
 The paper's Table 3 (HG-ResNet101-Dilation, mIoU %) is printed beside ours for
 reference; it was trained on other data sets at a far larger scale.
@@ -14,13 +20,14 @@ reference; it was trained on other data sets at a far larger scale.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmarks.common.summary import format_pm, mean_std, paired_difference, verdict
+from benchmarks.common.summary import format_pm, mean_std, paired_differences, verdict
 
-__all__ = ["HG_MODEL", "PAPER_TABLE3", "difference_text", "model_summaries", "pairwise",
-           "ranking", "versus"]
+__all__ = ["HG_MODEL", "PAPER_TABLE3", "difference_text", "family", "model_summaries",
+           "pairwise", "ranking", "versus"]
 
 Record = Mapping[str, Any]
 
@@ -55,14 +62,50 @@ def by_seed(records: Sequence[Record], protocol: str, model: str,
             if model_key(r) == (protocol, model) and r.get(field) is not None}
 
 
+def family(records: Sequence[Record], protocol: str,
+           field: str = "miou") -> dict[tuple[str, str], dict[str, Any]]:
+    """Every pair of models of ``protocol``, compared over the seeds both have
+    and resolved together (Holm's correction over the block).
+
+    Returns ``{(a, b): comparison}`` with ``a`` the model of the higher mean
+    (ties: the one seen first); each comparison adds ``seeds``, ``a``, ``b``
+    and ``protocol`` to :func:`~benchmarks.common.summary.paired_difference`'s
+    fields.
+    """
+    models = list(dict.fromkeys(model for p, model in (model_key(r) for r in _ok(records))
+                                if p == protocol))
+    values = {m: by_seed(records, protocol, m, field) for m in models}
+    means = {m: mean_std(list(values[m].values()))[0] for m in models}
+    pairs = []
+    for a, b in itertools.combinations(models, 2):
+        if (means[b] if math.isfinite(means[b]) else -math.inf) > (
+                means[a] if math.isfinite(means[a]) else -math.inf):
+            a, b = b, a
+        pairs.append((a, b, sorted(set(values[a]) & set(values[b]))))
+    compared = paired_differences([([values[a][s] for s in seeds], [values[b][s] for s in seeds])
+                                   for a, b, seeds in pairs])
+    return {(a, b): {**c, "seeds": seeds, "a": a, "b": b, "protocol": protocol}
+            for (a, b, seeds), c in zip(pairs, compared, strict=True)}
+
+
+def _reversed(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """The same comparison read as ``b - a``."""
+    return {**comparison, "a": comparison["b"], "b": comparison["a"],
+            "diffs": [-d for d in comparison["diffs"]], "mean": -comparison["mean"],
+            "t": -comparison["t"], "sign": -comparison["sign"]}
+
+
 def versus(records: Sequence[Record], protocol: str, a: str, b: str,
            field: str = "miou") -> dict[str, Any]:
     """The paired comparison of models ``a`` and ``b`` (``a - b``) over the
-    seeds both have, within ``protocol``."""
-    sa, sb = by_seed(records, protocol, a, field), by_seed(records, protocol, b, field)
-    seeds = sorted(set(sa) & set(sb))
-    result = paired_difference([sa[s] for s in seeds], [sb[s] for s in seeds])
-    return {**result, "seeds": seeds, "a": a, "b": b, "protocol": protocol}
+    seeds both have, within ``protocol``, as resolved in its :func:`family`."""
+    pairs = family(records, protocol, field)
+    if (a, b) in pairs:
+        return pairs[(a, b)]
+    if (b, a) in pairs:
+        return _reversed(pairs[(b, a)])
+    raise ValueError(f"'a' and 'b' must be two models trained under protocol {protocol!r}; "
+                     f"got {a!r} and {b!r}")
 
 
 def model_summaries(records: Sequence[Record]) -> list[dict[str, Any]]:
@@ -99,13 +142,8 @@ def model_summaries(records: Sequence[Record]) -> list[dict[str, Any]]:
 
 
 def pairwise(records: Sequence[Record], protocol: str) -> list[dict[str, Any]]:
-    """Every pair of models of ``protocol``, better mean first."""
-    rows = [r for r in model_summaries(records) if r["protocol"] == protocol]
-    out = []
-    for a, b in itertools.combinations(rows, 2):
-        first, second = (a, b) if (a["miou"] or 0) >= (b["miou"] or 0) else (b, a)
-        out.append(versus(records, protocol, first["model"], second["model"]))
-    return out
+    """Every pair of models of ``protocol``, better mean first (:func:`family`)."""
+    return list(family(records, protocol).values())
 
 
 def ranking(records: Sequence[Record], protocol: str, field: str = "miou",
@@ -129,10 +167,15 @@ def _label(row: Mapping[str, Any], field: str, scale: float) -> str:
 
 
 def difference_text(comparison: Mapping[str, Any] | None, scale: float = 100.0) -> str:
-    """``"+1.2 ± 0.4 (better)"``: a paired comparison in points, with its verdict."""
+    """``"+1.2 ± 0.4 (better, p=0.002, Holm 0.012)"``: a paired comparison in
+    points, with its verdict, its own p-value and, in a family of several, the
+    adjusted one the verdict is called on."""
     if not comparison or not comparison.get("n"):
         return "-"
     text = format_pm(comparison["mean"], comparison["std"], seeds=comparison["n"], scale=scale,
                      digits=1)
     sign = "+" if comparison["mean"] > 0 else ""
-    return f"{sign}{text} ({verdict(comparison)}, p={comparison['p']:.2g})"
+    p = f"p={comparison['p']:.2g}"
+    if comparison.get("family_size", 1) > 1:
+        p += f", Holm {comparison['p_adjusted']:.2g}"
+    return f"{sign}{text} ({verdict(comparison)}, {p})"

@@ -199,7 +199,8 @@ def task_tables(records: Sequence[Record]) -> dict[str, str]:
         "Task: Table 3 (val mIoU %, mean ± std over seeds; the paper's Cityscapes / ADE20K / "
         "PASCAL-Context numbers for reference)": table3(summaries),
         "Task: every model (paired per-seed differences; 'resolved' = every seed agrees on the "
-        "sign and the paired t-test gives p < 0.05)": summary_table(summaries),
+        "sign and the paired t-test gives p < 0.05 after Holm's correction over every pair of "
+        "models of the protocol)": summary_table(summaries),
     }
     for protocol in PROTOCOLS:
         pairs = pairwise(records, protocol)

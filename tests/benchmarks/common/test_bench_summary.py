@@ -1,5 +1,6 @@
 """The seed statistics: mean and spread, and the paired rule that calls a
-difference resolved, against SciPy's paired t-test."""
+difference resolved, against SciPy's paired t-test and Holm's step-down procedure."""
+import itertools
 import math
 
 import pytest
@@ -7,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from benchmarks.common.summary import mean_std, paired_difference, verdict
+from benchmarks.common.summary import (
+    holm_adjusted,
+    mean_std,
+    paired_difference,
+    paired_differences,
+    verdict,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -38,3 +45,54 @@ def test_resolved_needs_every_seed_and_the_test():
     assert not paired_difference([0.5], [0.3])["resolved"]  # one seed resolves nothing
     missing = paired_difference([0.5, None, 0.6], [0.3, 0.2, math.nan])
     assert missing["n"] == 1
+
+
+def _holm_rejections(p_values, alpha):
+    """Holm's step-down procedure as stated in Holm (1979): test the sorted
+    hypotheses in turn at alpha / (m - i) and stop at the first that stands."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = set()
+    for rank, i in enumerate(order):
+        if p_values[i] >= alpha / (len(p_values) - rank):
+            break
+        rejected.add(i)
+    return rejected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=8), st.sampled_from([0.01, 0.05, 0.1]))
+def test_holm_adjusted_rejects_what_the_step_down_procedure_rejects(p_values, alpha):
+    adjusted = holm_adjusted(p_values)
+    assert {i for i, p in enumerate(adjusted) if p < alpha} == _holm_rejections(p_values, alpha)
+    assert all(raw <= adj <= 1.0 for raw, adj in zip(p_values, adjusted, strict=True))
+    # the order of the raw p-values is kept
+    for (p, q), (pa, qa) in itertools.combinations(zip(p_values, adjusted, strict=True), 2):
+        if p < q:
+            assert pa <= qa
+
+
+def test_holm_adjusted_skips_missing_tests():
+    adjusted = holm_adjusted([0.01, math.nan, 0.04])
+    assert math.isnan(adjusted[1])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)
+    assert holm_adjusted([0.03]) == [0.03]
+
+
+def test_a_family_resolves_less_than_its_members_alone():
+    base = [0.30, 0.30, 0.30, 0.30]
+    clear = ([0.50, 0.60, 0.55, 0.52], [0.30, 0.41, 0.36, 0.31])
+    borderline = ([0.315, 0.35, 0.33, 0.37], base)
+    other = ([0.31, 0.35, 0.34, 0.37], base)
+    alone = [paired_difference(*pair) for pair in (clear, borderline, other)]
+    assert all(c["resolved"] for c in alone)
+    assert all(0.025 < c["p"] < 0.05 for c in alone[1:])
+    # two borderline calls together: the smaller p-value is doubled, neither stands
+    pair = paired_differences([borderline, other])
+    assert not any(c["resolved"] for c in pair)
+    assert all(c["sign"] == 0 and c["family_size"] == 2 for c in pair)
+    # a clear call first: Holm tests the next one at the full level again
+    with_clear = paired_differences([clear, borderline])
+    assert with_clear[0]["resolved"] and with_clear[1]["resolved"]
+    for single, member in zip(alone, [*with_clear, pair[1]], strict=True):
+        assert member["p"] == single["p"]  # each keeps its own p-value
+        assert member["p_adjusted"] >= single["p"]

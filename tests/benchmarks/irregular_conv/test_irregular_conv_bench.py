@@ -311,6 +311,13 @@ def test_findings_call_only_resolved_differences():
     records += [rec("HG-ResNet18 (gmm)", s, v, "gmm") for s, v in enumerate((0.45, 0.30, 0.40))]
     clear = versus(records, "scratch", hg, "HG-ResNet18 (gcn)")
     assert clear["resolved"] and clear["sign"] == 1 and clear["n"] == 3
+    assert clear["family_size"] == 3 and clear["p_adjusted"] > clear["p"]  # the block's 3 pairs
+    mirrored = versus(records, "scratch", "HG-ResNet18 (gcn)", hg)
+    assert mirrored["sign"] == -1 and mirrored["mean"] == pytest.approx(-clear["mean"])
+    assert mirrored["diffs"] == pytest.approx([-d for d in clear["diffs"]])
+    assert mirrored["p_adjusted"] == clear["p_adjusted"]
+    with pytest.raises(ValueError, match="'a' and 'b'"):
+        versus(records, "transfer", hg, "HG-ResNet18 (gcn)")
     mixed = versus(records, "scratch", hg, "HG-ResNet18 (gmm)")
     assert not mixed["resolved"] and mixed["sign"] == 0  # the seeds disagree
     two = [r for r in records if r["conv"] != "gmm"]

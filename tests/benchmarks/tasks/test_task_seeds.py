@@ -98,3 +98,17 @@ def test_paired_rule_is_oriented_for_lower_is_better_metrics():
     per_seed += [rec("H", "hg", s, v) for s, v in enumerate((0.08, 0.09, 0.09))]
     (goal,) = goal_rows(task, seed_means(task, per_seed), per_seed)
     assert goal["goal"] == "holds"  # a lower error in every seed
+
+
+def test_the_goal_corrects_for_several_hg_models():
+    grid = (0.35, 0.41, 0.28)
+    hg = tuple(g + d for g, d in zip(grid, (0.02, 0.04, 0.03), strict=True))  # p = 0.035
+    per_seed = [record("G", "grid", s, v) for s, v in enumerate(grid)]
+    per_seed += [record("H", "hg", s, v) for s, v in enumerate(hg)]
+    (alone,) = goal_rows(SEG, seed_means(SEG, per_seed), per_seed)
+    assert alone["goal"] == "holds"
+    per_seed += [record("H2", "hg", s, v) for s, v in enumerate(hg)]
+    both = goal_rows(SEG, seed_means(SEG, per_seed), per_seed)
+    # two calls from the same grid runs: Holm doubles the smaller p-value
+    assert [row["goal"] for row in both] == ["not resolved", "not resolved"]
+    assert all("Holm 0.07" in row["paired"] for row in both)

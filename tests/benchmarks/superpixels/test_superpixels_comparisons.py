@@ -1,0 +1,44 @@
+"""The superpixel benchmark's paired comparisons: grouped by the question they
+answer, each family resolved together (Holm), against the single-pair rule."""
+import pytest
+
+from benchmarks.common.summary import paired_difference
+from benchmarks.superpixels.command import compare, comparisons, families
+
+
+def row(kind, conv, accuracies):
+    return {"kind": kind, "conv": conv, "per_seed": dict(enumerate(accuracies))}
+
+
+BASE = (0.90, 0.91, 0.92)
+
+
+def test_families_follow_the_questions_and_skip_untrained_models():
+    rows = [row("groups", conv, BASE) for conv in ("hgconv", "gmm", "spline")]
+    rows += [row("learned", "hgconv", BASE), row("slic", "gmm", BASE)]
+    got = families(rows)
+    assert [(("groups", "hgconv"), ("groups", "gmm")),
+            (("groups", "hgconv"), ("groups", "spline"))] in got
+    assert [(("learned", "hgconv"), ("groups", "hgconv"))] in got
+    assert [(("groups", "gmm"), ("slic", "gmm"))] in got
+    assert sum(len(f) for f in got) == 4  # nothing for models that were not trained
+
+
+def test_each_family_is_corrected_on_its_own():
+    # HGConv 2, 4 and 3 points above both rivals on the fixed groups: p = 0.035 alone
+    better = tuple(b + d for b, d in zip(BASE, (0.02, 0.04, 0.03), strict=True))
+    rows = [row("groups", "hgconv", better), row("groups", "gmm", BASE),
+            row("groups", "spline", BASE),
+            row("learned", "hgconv", [b + d for b, d in zip(better, (0.01, 0.03, 0.02),
+                                                              strict=True)])]
+    alone = paired_difference(better, BASE)
+    assert alone["resolved"] and alone["p"] == pytest.approx(0.035, abs=0.001)
+    found = comparisons(rows)
+    for rival in ("gmm", "spline"):  # a family of two: neither call stands
+        c = compare(rows, ("groups", "hgconv"), ("groups", rival))
+        assert not c["resolved"] and c["family_size"] == 2
+        assert c["p_adjusted"] == pytest.approx(2 * alone["p"])
+    # learned against fixed is a question of its own (here a family of one)
+    learned = found[(("learned", "hgconv"), ("groups", "hgconv"))]
+    assert learned["family_size"] == 1 and learned["p_adjusted"] == learned["p"]
+    assert compare(rows, ("groups", "gmm"), ("groups", "hgconv")) is None  # not reported
