@@ -1,6 +1,7 @@
 r"""Efficiency study: TVConv against native depthwise convolution, on this machine.
 
-Four parts, measured in one run (eval mode, ``torch.no_grad()``, CPU):
+Five parts, measured in one run (CPU; all but ``training`` in eval mode under
+``torch.no_grad()``):
 
 * ``layer`` -- forward time of one layer per shape ``(channels, H, W, batch,
   stride)`` and memory format (``channels_last`` and contiguous NCHW), torch
@@ -28,6 +29,27 @@ Four parts, measured in one run (eval mode, ``torch.no_grad()``, CPU):
   the throughput of x1.0-depthwise at batch 16 (the paper: 2.3x, its maximum
   over batch 1-16 and 1/2/4 threads on a Raspberry Pi 4B). Optionally the same
   two models under ``torch.compile`` (part ``network_compiled``).
+* ``training`` -- one training step of one layer, forward + backward (input and
+  parameter gradients, gradients cleared before every call as an optimiser
+  step would), per shape, memory format and thread count, interleaved:
+
+  ============== ==============================================================
+  ``native``     depthwise ``nn.Conv2d`` (the reference)
+  ``tvconv``     :class:`~tvconv.TVConv` in train mode: the kernels generated
+                 by :math:`\mathcal{B}` (Eq. 4) and applied, both differentiated
+  ``generator``  :math:`\mathbf{W} = \mathcal{B}(\mathbf{A})` alone and its
+                 backward: the part no apply kernel can remove
+  ``apply``      the per-pixel apply alone (:func:`tvconv.fused.per_pixel_conv`)
+                 with fixed kernels that take a gradient
+  ``dense``      a dense ``nn.Conv2d(c, c, 3)`` on the same input: what this
+                 machine's convolution library reaches on a well-shaped conv
+  ============== ==============================================================
+
+  With the FLOPs of the generator's convolutions (forward, input and weight
+  gradients: 3x the forward's, counted by :func:`tvconv.count_macs`) the part
+  reports the generator's GFLOP/s beside the dense conv's. The goal: the layer
+  at most :data:`TRAINING_GOAL` x native. The generator's own ratio is the
+  floor any faster apply could reach.
 * ``memory`` -- peak memory torch allocates during one forward of a
   ``[8, 3, 96, 96]`` batch (the paper's setting), and the resident size of
   the model (parameters + buffers, the cached kernels included).
@@ -63,9 +85,10 @@ from benchmarks.common.timing import (
 )
 
 NAME = "efficiency"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 LAYER_IMPLS = ("native", "cached", "uncached", "unfold", "official")
+TRAINING_IMPLS = ("native", "tvconv", "generator", "apply", "dense")
 COMPILED_IMPLS = ("native_compiled", "cached_compiled")
 #: the per-layer goal: cached TVConv at most this many times native depthwise
 #: (every shape, eager, both formats, 1 and 2 threads)
@@ -78,6 +101,11 @@ PAPER_BEST_GOAL = 2.3
 #: the same-width goal: x0.5-TVConv at most this many times slower than x0.5-depthwise
 SAME_WIDTH_GOAL = 1.2
 GOAL_BATCH = 16
+#: the training goal: TVConv forward + backward at most this many times native depthwise
+#: forward + backward at the irregular-conv benchmark's operator cell
+TRAINING_GOAL = 47.0
+#: that cell: (channels, H, W, batch, stride) of the largest operator map of ``make bench``
+TRAINING_SHAPE = (128, 64, 80, 2, 1)
 #: the per-layer reference shape: (channels, H, W, batch, stride)
 REFERENCE_SHAPE = (48, 24, 24, 16, 1)
 #: network models: key -> (width, conv, cached)
@@ -106,6 +134,9 @@ class EfficiencySchedule:
         input_size: network input side (96 in the paper).
         memory_batch: batch of the peak-memory measurement (8 in the paper).
         mbv2_widths, shufflenet_widths: widths of the complexity table.
+        training_shapes: ``(channels, H, W, batch, stride)`` of the training cells
+            (timed on ``layer_threads`` threads, both formats, ``layer_rounds``
+            rounds).
     """
 
     layer_shapes: tuple[tuple[int, int, int, int, int], ...]
@@ -123,6 +154,8 @@ class EfficiencySchedule:
     memory_batch: int = 8
     mbv2_widths: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 1.0)
     shufflenet_widths: tuple[float, ...] = (0.5, 1.0, 1.5)
+    training_shapes: tuple[tuple[int, int, int, int, int], ...] = (TRAINING_SHAPE,
+                                                                   REFERENCE_SHAPE)
 
 
 #: per-layer shapes: MobileNetV2 (x1.0 and x0.5) depthwise layers at 96x96, batch 16
@@ -144,7 +177,8 @@ SCHEDULES = {
         layer_threads=(1,), layer_rounds=1, layer_round_s=0.005, network_batches=(1, 2),
         network_threads=(1,),
         network_rounds=1, network_round_s=0.01, uncached_batches=(1,), input_size=32,
-        memory_batch=2, mbv2_widths=(0.1,), shufflenet_widths=(0.5,)),
+        memory_batch=2, mbv2_widths=(0.1,), shufflenet_widths=(0.5,),
+        training_shapes=((8, 12, 12, 2, 1), (8, 12, 12, 2, 2))),
     "default": EfficiencySchedule(
         layer_shapes=MBV2_LAYER_SHAPES,
         compile_shapes=(REFERENCE_SHAPE, (144, 48, 48, 16, 1), (960, 6, 6, 16, 1))),
@@ -231,6 +265,78 @@ def measure_layer(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[s
         record["cached_compiled_vs_native_compiled"] = (stats["cached_compiled"]["ms"]
                                                         / stats["native_compiled"]["ms"])
     record["meets_goal"] = record["cached_ratio"] <= LAYER_GOAL
+    return record
+
+
+# ------------------------------------------------------------------------ training
+def _training_step(params: list[Tensor], run: Callable[[], Tensor],
+                   grad: Tensor) -> Callable[[], None]:
+    """One forward + backward of ``run`` against the fixed output gradient ``grad``;
+    the gradients of ``params`` are cleared first (``set_to_none``, as an optimiser
+    step's ``zero_grad`` does), so no call accumulates into the last one's."""
+    def step() -> None:
+        for p in params:
+            p.grad = None
+        run().backward(grad)
+    return step
+
+
+def generator_flops(layer: nn.Module, size: tuple[int, int]) -> float:
+    """FLOPs of one forward + backward of ``layer``'s kernel generator at output
+    ``size``: 2 FLOPs per MAC of its convolutions (:func:`tvconv.count_macs` with
+    and without the generator), times 3 (forward, input gradient, weight gradient;
+    the affinity maps are parameters, so the first conv's input gradient runs too)."""
+    from tvconv import count_macs
+
+    shape = (1, layer.channels, *size)
+    macs = (count_macs(layer, shape, elementwise=False, include_generator=True)
+            - count_macs(layer, shape, elementwise=False))
+    return 3 * 2 * float(macs)
+
+
+def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[str, Any]:
+    """Time one training step (forward + backward) of every implementation of
+    :data:`TRAINING_IMPLS` at one cell (see the module docstring)."""
+    from tvconv import TVConv
+    from tvconv.fused import backend_info, per_pixel_conv
+
+    channels, height, width, batch, stride = cell["shape"]
+    fmt = FORMATS[cell["format"]]
+    torch.manual_seed(seed)
+    out_size = (math.ceil(height / stride), math.ceil(width / stride))
+    native = nn.Conv2d(channels, channels, 3, stride, 1, groups=channels,
+                       bias=False).to(memory_format=fmt)
+    dense = nn.Conv2d(channels, channels, 3, stride, 1, bias=False).to(memory_format=fmt)
+    layer = TVConv(channels, 3, stride, size=out_size).train()
+    with torch.no_grad():
+        layer.affinity_maps.normal_()
+    x = torch.randn(batch, channels, height, width).contiguous(
+        memory_format=fmt).requires_grad_()
+    grad = torch.randn(batch, channels, *out_size).contiguous(memory_format=fmt)
+    kernels = layer.generate()[0].detach().requires_grad_()
+    kernel_grad = torch.randn_like(kernels)
+    layer_params = list(layer.parameters())
+    fns = {"native": _training_step([x, *native.parameters()], lambda: native(x), grad),
+           "tvconv": _training_step([x, *layer_params], lambda: layer(x), grad),
+           "generator": _training_step(layer_params, lambda: layer.generate()[0], kernel_grad),
+           "apply": _training_step([x, kernels],
+                                   lambda: per_pixel_conv(x, kernels, stride=stride), grad),
+           "dense": _training_step([x, *dense.parameters()], lambda: dense(x), grad)}
+    with fixed_threads(cell["threads"]):
+        stats = interleaved_times(fns, schedule.layer_rounds, schedule.layer_round_s)
+    record: dict[str, Any] = {"backend": backend_info()["tvconv_backend"]}
+    base = stats["native"]["ms"]
+    for impl, st in stats.items():
+        record[f"{impl}_ms"], record[f"{impl}_iqr_ms"] = st["ms"], st["iqr_ms"]
+        record[f"{impl}_ratio"] = st["ms"] / base
+    flops = generator_flops(layer, out_size)
+    dense_flops = 3 * 2 * channels * channels * 9 * batch * out_size[0] * out_size[1]
+    record.update({
+        "generator_gflops": flops / 1e9,
+        "generator_gflop_per_s": flops / 1e6 / stats["generator"]["ms"],
+        "dense_gflop_per_s": dense_flops / 1e6 / stats["dense"]["ms"],
+        "generator_share": stats["generator"]["ms"] / stats["tvconv"]["ms"],
+        "meets_goal": record["tvconv_ratio"] <= TRAINING_GOAL})
     return record
 
 
@@ -400,6 +506,12 @@ def make_cells(schedule: EfficiencySchedule) -> list[dict[str, Any]]:
                 cells.append({"part": "layer", "name": f"{_shape_name(shape)} {fmt} t{threads}",
                               "shape": list(shape), "format": fmt, "threads": threads,
                               "compile": shape in schedule.compile_shapes})
+    for threads in schedule.layer_threads:
+        for shape in schedule.training_shapes:
+            for fmt in FORMATS:
+                cells.append({"part": "training",
+                              "name": f"{_shape_name(shape)} {fmt} t{threads}",
+                              "shape": list(shape), "format": fmt, "threads": threads})
     for threads in schedule.network_threads:
         for fmt in FORMATS:
             for batch in schedule.network_batches:
@@ -442,6 +554,19 @@ def goal_summary(records: list[dict]) -> list[dict[str, Any]]:
                          "measured": f"{r['official_ratio']:.0f}x native, "
                                      f"{r['official_ms'] / r['cached_ms']:.0f}x cached",
                          "holds": None})
+    training = [r for r in records if r["part"] == "training"]
+    for r in training:
+        if r["shape"] != list(TRAINING_SHAPE):
+            continue
+        where = f"{_shape_name(TRAINING_SHAPE)}, {r['format']}, {r['threads']} thread(s)"
+        rows.append({"goal": f"TVConv forward+backward <= {TRAINING_GOAL:g}x native depthwise "
+                             f"({where})",
+                     "measured": (f"{_x(r['tvconv_ratio'])}; the generator alone "
+                                  f"{_x(r['generator_ratio'])} ({r['generator_share']:.0%} of "
+                                  f"the step, {r['generator_gflop_per_s']:.0f} GFLOP/s against "
+                                  f"{r['dense_gflop_per_s']:.0f} of a dense 3x3 conv), the "
+                                  f"apply {_x(r['apply_ratio'])}"),
+                     "holds": r["tvconv_ratio"] <= TRAINING_GOAL})
     for part in ("network", "network_compiled"):
         at_goal = [r for r in records if r["part"] == part and r["batch"] == GOAL_BATCH]
         for r in at_goal:
@@ -482,8 +607,9 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
            out_dir: Path) -> dict[str, str]:
     """Print and write the tables, plots and ``results.md`` of the efficiency study."""
     parts = {p: [r for r in records if r["part"] == p]
-             for p in ("layer", "network", "network_compiled", "memory", "complexity")}
-    for r in parts["layer"]:
+             for p in ("layer", "training", "network", "network_compiled", "memory",
+                       "complexity")}
+    for r in (*parts["layer"], *parts["training"]):
         r["shape_name"] = _shape_name(tuple(r["shape"]))
     x_fmt = "{:.2f}x".format
     tables = {
@@ -503,6 +629,18 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
                 ("official_ms", "official", ".2f"), ("official_ratio", "official/native",
                                                      ".0f"),
                 ("max_abs_diff", "max |diff|", ".1e"), ("load_1min", "load", ".1f")]),
+        "One training step of one layer, forward + backward (ms; ratio to native "
+        "depthwise, same format)": markdown_table(parts["training"], [
+            ("shape_name", "shape"), ("format", "format"), ("threads", "threads"),
+            ("native_ms", "native", ".3f"), ("tvconv_ms", "TVConv", ".2f"),
+            ("tvconv_ratio", "TVConv/native", x_fmt), ("generator_ms", "generator", ".2f"),
+            ("generator_ratio", "generator/native", x_fmt),
+            ("generator_share", "generator share", ".0%"), ("apply_ms", "apply", ".3f"),
+            ("apply_ratio", "apply/native", x_fmt), ("dense_ms", "dense 3x3", ".2f"),
+            ("generator_gflops", "generator GFLOP", ".2f"),
+            ("generator_gflop_per_s", "generator GFLOP/s", ".0f"),
+            ("dense_gflop_per_s", "dense GFLOP/s", ".0f"), ("backend", "apply backend"),
+            ("load_1min", "load", ".1f")]),
         "Network throughput (images/s; MobileNetV2, 96x96)": markdown_table(
             parts["network"], [
                 ("batch", "batch"), ("threads", "threads"), ("format", "format"),
@@ -564,7 +702,8 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
                  f"2 threads, other processes took CPU time from the timed code."
                  if loads else "")
     notes = (
-        "Measured on this machine in one run (see Environment), eval mode, no autograd. "
+        "Measured on this machine in one run (see Environment); every part but the training "
+        "step in eval mode without autograd. "
         "Per-layer cells: median over interleaved rounds of all implementations, "
         f"{schedule.layer_rounds} rounds; network cells: {schedule.network_rounds} rounds. "
         "The machine is shared: absolute times vary with its load, the interleaved ratios "
@@ -591,6 +730,8 @@ def run(args: argparse.Namespace, env: dict, out_dir: Path) -> dict[str, str]:
             return measure_complexity(cell, schedule)
         if cell["part"] == "layer":
             return {**measure_layer(cell, schedule, args.seed), **machine_load()}
+        if cell["part"] == "training":
+            return {**measure_training(cell, schedule, args.seed), **machine_load()}
         if not models:
             models.update(network_models(schedule, args.seed))
         if cell["part"] == "memory":

@@ -105,6 +105,34 @@ def test_efficiency_goal_rows_apply_every_threshold():
     assert not best["holds"]
 
 
+def test_generator_flops_count_every_conv_three_times():
+    from tvconv import TVConv
+
+    layer = TVConv(8, 3, size=(5, 7), affinity_channels=2, hidden_channels=6, hidden_layers=1)
+    # convs 2->6, 6->6 and 6->72 (8 channels x 9 taps), 3x3 each, at 5x7 output pixels
+    macs = (2 * 6 + 6 * 6 + 6 * 72) * 9 * 5 * 7
+    assert efficiency.generator_flops(layer, (5, 7)) == 3 * 2 * macs
+    # at another size the convolutions scale with the pixels
+    assert efficiency.generator_flops(layer, (10, 7)) == 2 * 3 * 2 * macs
+
+
+def test_training_goal_row_is_called_on_the_operator_cell_only():
+    def training(shape, ratio):
+        return {"part": "training", "shape": list(shape), "format": "channels_last",
+                "threads": 2, "tvconv_ratio": ratio, "generator_ratio": ratio * 0.9,
+                "generator_share": 0.9, "generator_gflop_per_s": 300.0,
+                "dense_gflop_per_s": 320.0, "apply_ratio": 3.0}
+
+    records = [training(efficiency.TRAINING_SHAPE, 60.0),
+               training(efficiency.REFERENCE_SHAPE, 10.0)]
+    rows = [r for r in efficiency.goal_summary(records) if r["goal"].startswith("TVConv forward")]
+    assert len(rows) == 1 and not rows[0]["holds"]  # 60x > the goal; the other shape has none
+    assert "generator alone 54.00x (90% of the step, 300 GFLOP/s" in rows[0]["measured"]
+    records[0]["tvconv_ratio"] = efficiency.TRAINING_GOAL
+    rows = [r for r in efficiency.goal_summary(records) if r["goal"].startswith("TVConv forward")]
+    assert rows[0]["holds"]
+
+
 # --------------------------------------------------------------------------- outputs
 @needs_data
 def test_faces_quick_output_is_complete(quick_runs):
@@ -162,6 +190,14 @@ def test_efficiency_quick_output_is_complete(quick_runs):
         assert r["native_ratio"] == 1.0
         assert r["max_abs_diff"] < 1e-4  # cached == uncached == unfold
         assert r["meets_goal"] == (r["cached_ratio"] <= efficiency.LAYER_GOAL)
+    assert len(parts["training"]) == (len(schedule.training_shapes) * len(efficiency.FORMATS)
+                                      * len(schedule.layer_threads))
+    for r in parts["training"]:
+        for impl in efficiency.TRAINING_IMPLS:
+            assert r[f"{impl}_ms"] > 0 and _finite(r[f"{impl}_ratio"])
+        assert r["native_ratio"] == 1.0 and 0.0 < r["generator_share"]
+        assert r["generator_gflop_per_s"] > 0 and r["dense_gflop_per_s"] > 0
+        assert r["backend"] in ("fused", "pytorch")
     assert len(parts["network"]) == len(schedule.network_batches) * len(efficiency.FORMATS)
     for r in parts["network"]:
         assert r["speedup"] == pytest.approx(r["tv_x0.5_fps"] / r["dw_x1.0_fps"])
@@ -176,6 +212,7 @@ def test_efficiency_quick_output_is_complete(quick_runs):
         assert tv["params_m"] > tv["params_cached_m"] > dw["params_m"]
     report = (quick_runs / "efficiency" / "results.md").read_text()
     assert "Performance goals" in report and "Per-layer forward time" in report
+    assert "One training step of one layer" in report
     for png in ("efficiency_layers.png", "efficiency_throughput_channels_last.png",
                 "efficiency_throughput_contiguous.png", "efficiency_memory.png",
                 "efficiency_params.png"):
