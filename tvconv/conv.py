@@ -171,12 +171,17 @@ class TVConv(nn.Module):
         return conv_output_size(tuple(in_size), self.kernel_size, self.stride)
 
     # ------------------------------------------------------------- generation
-    def generate(self, size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor | None]:
+    def generate(self, size: tuple[int, int] | None = None, *,
+                 channels_innermost: bool = False) -> tuple[Tensor, Tensor | None]:
         r"""Generate the kernels :math:`\mathbf{W} = \mathcal{B}(\mathbf{A})` (differentiable).
 
         Args:
             size: output size ``(h, w)``; default the native ``size``. Other
                 sizes resample :math:`\mathbf{A}` and the LayerNorm affine maps.
+            channels_innermost: store ``weight`` pixel-major with the channels
+                innermost, ``(h, w, k*k, c)`` in memory (the same values; what the
+                fused channels-last kernel reads without a copy, see
+                :meth:`WeightGenerator.forward_channels_innermost`).
 
         Returns:
             ``(weight, bias)``: ``weight`` is ``[c, k*k, h, w]``, ``bias`` is
@@ -184,7 +189,12 @@ class TVConv(nn.Module):
         """
         size = self.size if size is None else check_pair(size, "size")
         maps = resample_maps(self.affinity_maps, size).unsqueeze(0)
-        weight = self.weight_generator(maps).view(self.channels, self.kernel_size ** 2, *size)
+        if channels_innermost:
+            weight = self.weight_generator.forward_channels_innermost(maps, self.channels)
+            weight = weight.squeeze(0)  # a view both ways (indexing would copy in backward)
+        else:
+            weight = self.weight_generator(maps).view(self.channels, self.kernel_size ** 2,
+                                                      *size)
         bias = None
         if self.bias_generator is not None:
             bias = self.bias_generator(maps).view(self.channels, *size)
@@ -281,7 +291,9 @@ class TVConv(nn.Module):
                             f"(e.g. layer.to({x.dtype}))")
         size = self.output_size((x.shape[2], x.shape[3]))
         if self.training:  # differentiable generation on every call
-            weight, bias = self.generate(size)
+            # kernels in the layout the fused kernel reads in place for this input
+            weight, bias = self.generate(size, channels_innermost=fused_applies(x)
+                                         and kernel_runs_channels_last(x, size[1]))
             return per_pixel_conv(x, weight.to(x.dtype), _cast(bias, x.dtype),
                                   stride=self.stride)
         if torch.compiler.is_exporting():

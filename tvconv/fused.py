@@ -56,6 +56,28 @@ def kernel_runs_channels_last(x: Tensor, out_width: int) -> bool:
     return _is_channels_last(x) or out_width < MIN_CONTIGUOUS_WIDTH
 
 
+def has_channels_innermost(weight: Tensor) -> bool:
+    """Whether the channels-last kernel reads ``weight`` ``[C, k*k, H_out, W_out]`` in
+    place (and writes its gradient in the same layout): channels innermost in memory
+    (stride 1) in dense, non-overlapping storage, e.g. tap-major ``(k*k, H_out, W_out, C)``
+    or pixel-major ``(H_out, W_out, k*k, C)``; mirrors ``has_channels_innermost`` of the
+    C++ source."""
+    return weight.stride(0) == 1 and is_dense(weight)
+
+
+def is_dense(t: Tensor) -> bool:
+    """Whether ``t``'s elements fill its storage span exactly once, in some order of
+    its axes (ATen's ``is_non_overlapping_and_dense``): sorted by stride, the
+    axes of size above one have strides 1, then the product of the sizes before."""
+    axes = sorted((t.stride(d), t.shape[d]) for d in range(t.dim()) if t.shape[d] != 1)
+    expected = 1
+    for stride, size in axes:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def _is_channels_last(x: Tensor) -> bool:
     """``x`` is stored channels-last (and is not also plain contiguous)."""
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -78,10 +100,12 @@ if BACKEND == "fused":
         gw = x.new_empty((0,))
         if weight_grad:
             channels, taps, out_h, out_w = weight.shape
-            if kernel_runs_channels_last(x, out_w):
-                gw = x.new_empty((taps, out_h, out_w, channels)).permute(3, 0, 1, 2)
-            else:
+            if not kernel_runs_channels_last(x, out_w):
                 gw = x.new_empty((channels, taps, out_h, out_w))
+            elif has_channels_innermost(weight):  # the kernels' own layout
+                gw = x.new_empty_strided(weight.shape, weight.stride())
+            else:
+                gw = x.new_empty((taps, out_h, out_w, channels)).permute(3, 0, 1, 2)
         return gx, gw
 
     def _setup_context(ctx, inputs, output):
@@ -119,8 +143,8 @@ def per_pixel_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     Args:
         x: input ``[B, C, H, W]`` (contiguous or channels-last).
         weight: per-pixel kernels ``[C, k*k, H_out, W_out]``, taps row-major (any
-            strides; a view of tap-major ``(k*k, H_out, W_out, C)`` storage is
-            read without a copy for channels-last inputs).
+            strides; for channels-last inputs kernels whose channels are innermost
+            in memory, :func:`has_channels_innermost`, are read without a copy).
         bias: optional per-pixel bias ``[C, H_out, W_out]``.
         stride: the stride ``s``; ``(H_out, W_out) = (ceil(H / s), ceil(W / s))``.
 

@@ -120,13 +120,43 @@ class WeightGenerator(nn.Module):
     def _pad(self, maps: Tensor) -> Tensor:
         return replicate_pad(maps) if self.padding_mode == "replicate" else maps
 
-    def forward(self, maps: Tensor) -> Tensor:
+    def hidden(self, maps: Tensor) -> Tensor:
+        """The hidden blocks: ``[N, in_channels, h', w']`` -> ``[N, hidden_channels, h', w']``."""
         size = tuple(maps.shape[-2:])
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = conv(self._pad(maps))
             weight, bias = resample_maps(norm.weight, size), resample_maps(norm.bias, size)
             maps = F.relu(F.layer_norm(h, h.shape[1:], weight, bias, self.eps))
-        return self.output(self._pad(maps))
+        return maps
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return self.output(self._pad(self.hidden(maps)))
+
+    def forward_channels_innermost(self, maps: Tensor, channels: int) -> Tensor:
+        r"""The same values as ``forward(maps).view(N, channels, taps, h', w')``
+        (``taps = out_channels / channels``), stored pixel-major with the channels
+        innermost, ``(N, h', w', taps, channels)`` in memory.
+
+        The output conv runs channels-last with its output channels reordered
+        from ``(channel, tap)`` to ``(tap, channel)``; the parameters stay as they
+        are. This is the layout the fused channels-last kernel of TVConv reads in
+        place (and writes its kernel gradient in), so training on channels-last
+        inputs moves no per-pixel kernel through a transposing copy.
+
+        Shapes: ``[N, in_channels, h', w']`` -> ``[N, channels, taps, h', w']``.
+        """
+        if self.out_channels % channels:
+            raise ValueError(f"'channels' ({channels}) must divide out_channels "
+                             f"({self.out_channels})")
+        taps = self.out_channels // channels
+        hidden = self._pad(self.hidden(maps)).contiguous(memory_format=torch.channels_last)
+        w = self.output.weight
+        weight = w.view(channels, taps, *w.shape[1:]).transpose(0, 1).reshape(w.shape)
+        out = F.conv2d(hidden, weight, padding=self.output.padding)
+        if not out.is_contiguous(memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        n, _, height, width = out.shape
+        return out.view(n, taps, channels, height, width).transpose(1, 2)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -7,6 +7,7 @@ import pytest
 import torch
 from _tvconv_reference import per_pixel_case, per_pixel_shapes, unfold_reference
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvconv import TVConv, fused, strip_generators
 from tvconv.apply import translation_variant_conv
@@ -126,3 +127,83 @@ def test_compile_and_export_keep_the_fused_op():
     targets = {str(node.target) for node in exported.graph.nodes}
     assert "tvconv.per_pixel_conv.default" in targets
     torch.testing.assert_close(exported.module()(x), expected)
+
+
+#: memory orders of per-pixel kernels [C, k*k, H_out, W_out]: axis order in memory, outer first
+KERNEL_LAYOUTS = {"standard": (0, 1, 2, 3), "tap-major": (1, 2, 3, 0),
+                  "pixel-major": (2, 3, 1, 0), "channel-tap-interleaved": (2, 3, 0, 1)}
+
+
+def in_layout(w: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
+    """``w`` (same values) stored with its axes in memory order ``order``."""
+    inverse = [order.index(d) for d in range(w.dim())]
+    return w.permute(order).contiguous().permute(inverse)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.randoms(use_true_random=False),
+       st.integers(0, 2))
+def test_is_dense_matches_the_prims_reference(sizes, rnd, kind):
+    from torch._prims_common import is_non_overlapping_and_dense_or_false
+
+    t = torch.empty(sizes)
+    order = list(range(len(sizes)))
+    rnd.shuffle(order)
+    t = t.permute(order)
+    if kind == 1 and t.shape[0] > 1:
+        t = t[::2]  # gaps
+    if kind == 2:
+        t = t.unsqueeze(0).expand(2, *t.shape)  # overlap
+    assert fused.is_dense(t) == is_non_overlapping_and_dense_or_false(t)
+
+
+@needs_kernels
+@pytest.mark.parametrize("layout", list(KERNEL_LAYOUTS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_last_kernel_reads_any_channels_innermost_layout(layout, stride):
+    x, w, b = per_pixel_case(2, 5, 9, 7, 3, stride, True, True, seed=4)
+    w = in_layout(w, KERNEL_LAYOUTS[layout])
+    inner = fused.has_channels_innermost(w)
+    assert inner == (layout in ("tap-major", "pixel-major"))
+    inputs = [t.requires_grad_() for t in (x, w, b)]
+    out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
+    expected = unfold_reference(x, w, b, stride)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(expected)
+    got = torch.autograd.grad(out, inputs, grad)
+    for g_got, g_want in zip(got, torch.autograd.grad(expected, inputs, grad), strict=True):
+        torch.testing.assert_close(g_got, g_want)
+    # a channels-innermost kernel gets its gradient in its own layout: no copy either way
+    assert (got[1].stride() == w.stride()) == inner
+    torch.library.opcheck(torch.ops.tvconv.per_pixel_conv.default,
+                          (x, w, b, stride))  # the fake kernel's strides match
+
+
+@needs_kernels
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_on_channels_last_generates_kernels_channels_innermost(stride):
+    torch.manual_seed(1)
+    layer = TVConv(6, stride=stride, size=(5, 4), hidden_channels=8, hidden_layers=1).double()
+    with torch.no_grad():
+        layer.affinity_maps.normal_()
+    standard, _ = layer.generate()
+    inner, _ = layer.generate(channels_innermost=True)
+    torch.testing.assert_close(inner, standard)  # the same kernels, another memory order
+    assert fused.has_channels_innermost(inner) and inner.stride(1) == 6  # (h, w, k*k, c)
+    grad = torch.randn_like(standard)
+    params = list(layer.parameters())
+    for got, want in zip(torch.autograd.grad(inner, params, grad),
+                         torch.autograd.grad(standard, params, grad), strict=True):
+        torch.testing.assert_close(got, want)
+    # the layer trains channels-last inputs with them: the pure-PyTorch path's gradients
+    x = torch.randn(2, 6, 5 * stride, 4 * stride, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = layer(x)
+    expected = translation_variant_conv(x, *layer.generate(), stride=stride)
+    torch.testing.assert_close(out, expected)
+    got = torch.autograd.grad(out.square().sum(), [x, *params])
+    want = torch.autograd.grad(expected.square().sum(), [x, *params])
+    for g_got, g_want in zip(got, want, strict=True):
+        torch.testing.assert_close(g_got, g_want)
+    with pytest.raises(ValueError, match="'channels'"):
+        layer.weight_generator.forward_channels_innermost(layer.affinity_maps[None], 7)

@@ -6,6 +6,10 @@
 // One pass over the input per output row, accumulating the k*k taps in place,
 // threaded over (batch, rows) with at::parallel_for and vectorised over the
 // contiguous axis: channels for channels-last inputs, width for contiguous ones.
+// The channels-last kernels read the per-pixel kernels in place (and write their
+// gradient in the same layout) wherever the channels are innermost in memory:
+// tap-major (k*k, Ho, Wo, C), as TVConv caches them, or pixel-major (Ho, Wo, k*k, C),
+// as its weight generator produces them channels-last in training.
 // The backward computes the gradients of the input and of the per-pixel kernels
 // (the bias gradient, a sum over the batch, is left to the caller).
 //
@@ -60,6 +64,36 @@ bool use_channels_last(const at::Tensor& x) {
   return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
 }
 
+// Strides (in elements) of the taps, output rows and output columns of per-pixel kernels
+// [C, k*k, Ho, Wo] whose channels are innermost (stride 1): the channels-last kernels
+// read and write them in place, whatever the order of the other three axes, e.g.
+// tap-major (k*k, Ho, Wo, C) or pixel-major (Ho, Wo, k*k, C).
+struct KernelStrides {
+  int64_t t, i, j;
+};
+
+KernelStrides strides_of(const at::Tensor& w) { return {w.stride(1), w.stride(2), w.stride(3)}; }
+
+bool has_channels_innermost(const at::Tensor& weight) {
+  return weight.stride(0) == 1 && weight.is_non_overlapping_and_dense();
+}
+
+// `weight` itself where its channels are innermost and its storage is dense, else a
+// tap-major (k*k, Ho, Wo, C) copy, viewed as [C, k*k, Ho, Wo].
+at::Tensor channels_innermost(const at::Tensor& weight) {
+  if (has_channels_innermost(weight)) return weight;
+  return weight.permute({1, 2, 3, 0}).contiguous().permute({3, 0, 1, 2});
+}
+
+// An uninitialised tensor in the layout channels_innermost(weight) has.
+at::Tensor empty_like_channels_innermost(const at::Tensor& weight) {
+  if (has_channels_innermost(weight)) {
+    return at::empty_strided(weight.sizes(), weight.strides(), weight.options());
+  }
+  return at::empty({weight.size(1), weight.size(2), weight.size(3), weight.size(0)},
+                   weight.options()).permute({3, 0, 1, 2});
+}
+
 // ---------------------------------------------------------------- forward
 // Contiguous inputs narrower than this run through the channels-last kernel (rows of a
 // few pixels are too short to vectorise); tvconv/fused.py mirrors the constant.
@@ -110,8 +144,8 @@ inline void pixel(T* const* o, const T* const* x, const T* const* w, const int64
 }
 
 template <typename T>
-void forward_channels_last(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
-                           T* __restrict out, const Geometry& g) {
+void forward_channels_last(const T* __restrict x, const T* __restrict w, const KernelStrides& ws,
+                           const T* __restrict bias, T* __restrict out, const Geometry& g) {
   const int64_t row_len = g.Wo * g.C;
   // Tasks are (block of output rows, group of kImages images), block-major: the kernels
   // of a block (~L2-sized) are reused by every image group.
@@ -139,7 +173,7 @@ void forward_channels_last(const T* __restrict x, const T* __restrict w, const T
             for (int64_t b = 0; b < g.k; ++b) {
               const int64_t col = g.s * j + b - g.p;
               if (col < 0 || col >= g.W) continue;
-              wt[taps] = w + ((a * g.k + b) * g.Ho + i) * row_len + j * g.C;
+              wt[taps] = w + (a * g.k + b) * ws.t + i * ws.i + j * ws.j;
               x_off[taps] = (row * g.W + col) * g.C;
               ++taps;
             }
@@ -218,12 +252,13 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
   at::Tensor out;
   if (last) {
     auto xl = x.permute({0, 2, 3, 1}).contiguous();
-    auto wl = weight.permute({1, 2, 3, 0}).contiguous();  // (k*k, Ho, Wo, C)
+    auto wl = channels_innermost(weight);
     at::Tensor bl;
     if (bias.has_value()) bl = bias->permute({1, 2, 0}).contiguous();
     auto outl = at::empty({g.N, g.Ho, g.Wo, g.C}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
       forward_channels_last<scalar_t>(xl.data_ptr<scalar_t>(), wl.data_ptr<scalar_t>(),
+                                      strides_of(wl),
                                       bias.has_value() ? bl.data_ptr<scalar_t>() : nullptr,
                                       outl.data_ptr<scalar_t>(), g);
     });
@@ -249,8 +284,8 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
 // s*j + b - p = col of grad[n, c, i, j] * W[c, t, i, j]: gathered per input row h, so
 // every thread owns the rows it writes.
 template <typename T>
-void grad_input_channels_last(const T* __restrict grad, const T* __restrict w, T* __restrict gx,
-                              const Geometry& g) {
+void grad_input_channels_last(const T* __restrict grad, const T* __restrict w,
+                              const KernelStrides& ws, T* __restrict gx, const Geometry& g) {
   const int64_t row_len = g.Wo * g.C;
   at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -266,8 +301,8 @@ void grad_input_channels_last(const T* __restrict grad, const T* __restrict w, T
         for (int64_t b = 0; b < g.k; ++b) {
           int64_t lo, hi;
           valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-          const T* __restrict wr = w + ((a * g.k + b) * g.Ho + i) * row_len;
-          if (g.s == 1) {
+          const T* __restrict wr = w + (a * g.k + b) * ws.t + i * ws.i;
+          if (g.s == 1 && ws.j == g.C) {  // the row is one run of (hi - lo) * C values
             T* __restrict xp = xrow + (lo + b - g.p) * g.C;
             const T* __restrict gp = gr + lo * g.C;
             const T* __restrict wp = wr + lo * g.C;
@@ -277,7 +312,7 @@ void grad_input_channels_last(const T* __restrict grad, const T* __restrict w, T
             for (int64_t j = lo; j < hi; ++j) {
               T* __restrict xp = xrow + (g.s * j + b - g.p) * g.C;
               const T* __restrict gp = gr + j * g.C;
-              const T* __restrict wp = wr + j * g.C;
+              const T* __restrict wp = wr + j * ws.j;
               for (int64_t c = 0; c < g.C; ++c) xp[c] += gp[c] * wp[c];
             }
           }
@@ -323,13 +358,15 @@ void grad_input_contiguous(const T* __restrict grad, const T* __restrict w, T* _
 // thread owns output rows (i, or (c, i)) and sums over the batch itself.
 template <typename T>
 void grad_weight_channels_last(const T* __restrict grad, const T* __restrict x, T* __restrict gw,
-                               const Geometry& g) {
+                               const KernelStrides& ws, const Geometry& g) {
   const int64_t row_len = g.Wo * g.C;
   at::parallel_for(0, g.Ho, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       for (int64_t t = 0; t < g.k * g.k; ++t) {
-        T* wr = gw + (t * g.Ho + i) * row_len;
-        std::fill(wr, wr + row_len, T(0));
+        for (int64_t j = 0; j < g.Wo; ++j) {
+          T* wp = gw + t * ws.t + i * ws.i + j * ws.j;
+          std::fill(wp, wp + g.C, T(0));
+        }
       }
       for (int64_t n = 0; n < g.N; ++n) {
         const T* __restrict gr = grad + (n * g.Ho + i) * row_len;
@@ -340,8 +377,8 @@ void grad_weight_channels_last(const T* __restrict grad, const T* __restrict x, 
           for (int64_t b = 0; b < g.k; ++b) {
             int64_t lo, hi;
             valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-            T* __restrict wr = gw + ((a * g.k + b) * g.Ho + i) * row_len;
-            if (g.s == 1) {
+            T* __restrict wr = gw + (a * g.k + b) * ws.t + i * ws.i;
+            if (g.s == 1 && ws.j == g.C) {  // the row is one run of (hi - lo) * C values
               const T* __restrict xp = xr + (lo + b - g.p) * g.C;
               const T* __restrict gp = gr + lo * g.C;
               T* __restrict wp = wr + lo * g.C;
@@ -351,7 +388,7 @@ void grad_weight_channels_last(const T* __restrict grad, const T* __restrict x, 
               for (int64_t j = lo; j < hi; ++j) {
                 const T* __restrict xp = xr + (g.s * j + b - g.p) * g.C;
                 const T* __restrict gp = gr + j * g.C;
-                T* __restrict wp = wr + j * g.C;
+                T* __restrict wp = wr + j * ws.j;
                 for (int64_t c = 0; c < g.C; ++c) wp[c] += gp[c] * xp[c];
               }
             }
@@ -398,19 +435,18 @@ std::tuple<at::Tensor, at::Tensor> per_pixel_conv_backward(const at::Tensor& gra
     auto gl = grad.permute({0, 2, 3, 1}).contiguous();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv_backward", [&] {
       if (input_grad) {
-        auto wl = weight.permute({1, 2, 3, 0}).contiguous();
+        auto wl = channels_innermost(weight);  // in place where the channels are innermost
         auto gxl = at::empty({g.N, g.H, g.W, g.C}, x.options());
         grad_input_channels_last<scalar_t>(gl.data_ptr<scalar_t>(), wl.data_ptr<scalar_t>(),
-                                           gxl.data_ptr<scalar_t>(), g);
+                                           strides_of(wl), gxl.data_ptr<scalar_t>(), g);
         gx = gxl.permute({0, 3, 1, 2});
         if (!use_channels_last(x)) gx = gx.contiguous();
       }
       if (weight_grad) {
         auto xl = x.permute({0, 2, 3, 1}).contiguous();
-        auto gwl = at::empty({g.k * g.k, g.Ho, g.Wo, g.C}, x.options());
+        gw = empty_like_channels_innermost(weight);  // the kernels' own layout where it can
         grad_weight_channels_last<scalar_t>(gl.data_ptr<scalar_t>(), xl.data_ptr<scalar_t>(),
-                                            gwl.data_ptr<scalar_t>(), g);
-        gw = gwl.permute({3, 0, 1, 2});
+                                            gw.data_ptr<scalar_t>(), strides_of(gw), g);
       }
     });
   } else {
