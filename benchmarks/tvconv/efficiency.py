@@ -40,7 +40,8 @@ Five parts, measured in one run (CPU; all but ``training`` in eval mode under
   ``generator``  :math:`\mathbf{W} = \mathcal{B}(\mathbf{A})` alone and its
                  backward: the part no apply kernel can remove
   ``apply``      the per-pixel apply alone (:func:`tvconv.fused.per_pixel_conv`)
-                 with fixed kernels that take a gradient
+                 with fixed kernels that take a gradient, stored as the layer
+                 generates them for this input
   ``dense``      a dense ``nn.Conv2d(c, c, 3)`` on the same input: what this
                  machine's convolution library reaches on a well-shaped conv
   ============== ==============================================================
@@ -298,7 +299,7 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
     """Time one training step (forward + backward) of every implementation of
     :data:`TRAINING_IMPLS` at one cell (see the module docstring)."""
     from tvconv import TVConv
-    from tvconv.fused import backend_info, per_pixel_conv
+    from tvconv.fused import backend_info, fused_applies, kernel_runs_channels_last, per_pixel_conv
 
     channels, height, width, batch, stride = cell["shape"]
     fmt = FORMATS[cell["format"]]
@@ -313,18 +314,22 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
     x = torch.randn(batch, channels, height, width).contiguous(
         memory_format=fmt).requires_grad_()
     grad = torch.randn(batch, channels, *out_size).contiguous(memory_format=fmt)
-    kernels = layer.generate()[0].detach().requires_grad_()
+    # the kernels in the memory order the layer generates them in for this input
+    inner = fused_applies(x) and kernel_runs_channels_last(x, out_size[1])
+    kernels = layer.generate(channels_innermost=inner)[0].detach().requires_grad_()
     kernel_grad = torch.randn_like(kernels)
     layer_params = list(layer.parameters())
     fns = {"native": _training_step([x, *native.parameters()], lambda: native(x), grad),
            "tvconv": _training_step([x, *layer_params], lambda: layer(x), grad),
-           "generator": _training_step(layer_params, lambda: layer.generate()[0], kernel_grad),
+           "generator": _training_step(
+               layer_params, lambda: layer.generate(channels_innermost=inner)[0], kernel_grad),
            "apply": _training_step([x, kernels],
                                    lambda: per_pixel_conv(x, kernels, stride=stride), grad),
            "dense": _training_step([x, *dense.parameters()], lambda: dense(x), grad)}
     with fixed_threads(cell["threads"]):
         stats = interleaved_times(fns, schedule.layer_rounds, schedule.layer_round_s)
-    record: dict[str, Any] = {"backend": backend_info()["tvconv_backend"]}
+    record: dict[str, Any] = {"backend": backend_info()["tvconv_backend"],
+                              "kernel_layout": "channels innermost" if inner else "standard"}
     base = stats["native"]["ms"]
     for impl, st in stats.items():
         record[f"{impl}_ms"], record[f"{impl}_iqr_ms"] = st["ms"], st["iqr_ms"]
@@ -640,6 +645,7 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
             ("generator_gflops", "generator GFLOP", ".2f"),
             ("generator_gflop_per_s", "generator GFLOP/s", ".0f"),
             ("dense_gflop_per_s", "dense GFLOP/s", ".0f"), ("backend", "apply backend"),
+            ("kernel_layout", "kernel layout"),
             ("load_1min", "load", ".1f")]),
         "Network throughput (images/s; MobileNetV2, 96x96)": markdown_table(
             parts["network"], [

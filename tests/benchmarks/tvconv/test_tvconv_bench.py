@@ -198,6 +198,10 @@ def test_efficiency_quick_output_is_complete(quick_runs):
         assert r["native_ratio"] == 1.0 and 0.0 < r["generator_share"]
         assert r["generator_gflop_per_s"] > 0 and r["dense_gflop_per_s"] > 0
         assert r["backend"] in ("fused", "pytorch")
+        # the layout the layer generates for the fused channels-last kernel (channels-last
+        # inputs, and the narrow contiguous ones of the quick schedule)
+        assert r["kernel_layout"] == ("channels innermost" if r["backend"] == "fused"
+                                      else "standard")
     assert len(parts["network"]) == len(schedule.network_batches) * len(efficiency.FORMATS)
     for r in parts["network"]:
         assert r["speedup"] == pytest.approx(r["tv_x0.5_fps"] / r["dw_x1.0_fps"])
