@@ -65,9 +65,9 @@ PROTOCOLS = ("scratch", "transfer")
 #: changes to the task's schedules (``TaskSchedule.replace``): the models of both
 #: blocks, with every seed, must fit the default run's budget with the operator part.
 #: The default trains 5 seeds on fewer images rather than 3 on more: a difference
-#: is resolved only when all 5 seeds agree on its sign (and the paired t-test
-#: agrees), which 3 seeds of the scratch grid model did not sample well enough
-#: for two base seeds to give the same answer. The FLOPs of the HG models are
+#: is resolved only when all 5 seeds agree on its sign and the paired t-test,
+#: corrected over the block's pairs (:mod:`.comparison`), agrees, and with 3 seeds
+#: the corrected test can call almost nothing. The FLOPs of the HG models are
 #: averaged over 32 of the validation images (their spread over the images is
 #: reported as ``gflops_std``)
 SCHEDULE_CHANGES: dict[str, dict[str, Any]] = {
