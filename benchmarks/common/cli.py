@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "SCHEDULES",
     "base_parser",
+    "positive_int",
     "protocol_config",
     "resolve_out_dir",
     "run_parts",
@@ -48,7 +49,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """``argparse`` type of a count option: an int >= 1, else a usage error naming it."""
     try:
         value = int(text)
     except ValueError:
@@ -124,7 +126,7 @@ def base_parser(
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0, help="random seed of data order and init")
-    run.add_argument("--threads", type=_positive_int, default=2,
+    run.add_argument("--threads", type=positive_int, default=2,
                      help="torch intra-op threads (part of the protocol: timings depend on it)")
     run.add_argument("--device", default="cpu",
                      help="torch device, e.g. cpu, cuda, cuda:1")

@@ -9,7 +9,13 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
+from benchmarks.common.cli import (
+    base_parser,
+    positive_int,
+    protocol_config,
+    schedule_name,
+    setup_run,
+)
 from benchmarks.common.results import ResultStore, run_cells, write_report
 from pyg_hgconv.nn.conv.registry import SPLINE_IMPLS
 from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES
@@ -34,7 +40,8 @@ SPLINE_CPU_WARNING = r".*non-optimized CPU version of `SplineConv`"
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser: the shared options of :func:`benchmarks.common.cli.base_parser`
-    plus ``--part``, ``--edge-threshold``, ``--direction-rule`` and ``--spline-impl``."""
+    plus ``--part``, ``--edge-threshold``, ``--direction-rule``, ``--seeds`` and
+    ``--spline-impl``."""
     parser = base_parser(
         "benchmarks.irregular_conv", PACKAGE_DOC, "results/irregular_conv",
         examples=["", "--quick", "--full --out results/irregular_conv/full-rerun",
@@ -48,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--direction-rule", choices=DIRECTION_RULES, default=DIRECTION_RULE,
                         help="how a pair of groups gets its one direction type "
                              "(ImageToGroupGraph(direction_rule=...)); part of the protocol")
+    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+                        help="train every model of the task part with N seeds (--seed, "
+                             "--seed + 1, ...; default: the schedule's); more seeds resolve "
+                             "smaller differences, and the finished runs of fewer seeds are "
+                             "reused; part of the protocol")
     parser.add_argument("--spline-impl", choices=SPLINE_IMPLS, default="fused",
                         help="SplineConv: 'fused' (the same function and parameters as PyG's "
                              "layer, one sparse product; fast on CPU) or 'pyg' (PyG's layer, "

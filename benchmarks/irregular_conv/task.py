@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common.cli import schedule_name
-from benchmarks.common.results import ResultStore, run_cells
+from benchmarks.common.results import ResultStore, config_fingerprint, run_cells
 from benchmarks.common.training import seed_everything
 from pyg_hgconv.nn.conv.registry import get_conv
 
@@ -93,16 +93,34 @@ GRID_CELLS: dict[str, dict[str, bool]] = {
 PRETRAINED_CELL = "resnet18-dilated"
 
 
-def task_schedule(name: str):
-    """The :class:`~benchmarks.common.dense_prediction.TaskSchedule` of schedule ``name``."""
+def task_schedule(name: str, seeds: int | None = None):
+    """The :class:`~benchmarks.common.dense_prediction.TaskSchedule` of schedule
+    ``name``, with ``seeds`` seeds per model instead of the schedule's if given."""
     from benchmarks.common.dense_prediction import resolve_schedule
 
-    return resolve_schedule(TASK, name).replace(**SCHEDULE_CHANGES[name])
+    sched = resolve_schedule(TASK, name).replace(**SCHEDULE_CHANGES[name])
+    return sched if seeds is None else sched.replace(seeds=seeds)
+
+
+def schedule_of(args: argparse.Namespace):
+    """The task schedule of a command line: ``--quick``/``--full`` and ``--seeds``."""
+    return task_schedule(schedule_name(args), getattr(args, "seeds", None))
+
+
+def runs_fingerprint(config: dict[str, Any]) -> str:
+    """The fingerprint of what one training run depends on: the protocol
+    configuration without the operator part, the base seed and the number of
+    seeds. A run is keyed by its own seed inside, so adding seeds (``--seeds``)
+    or another base seed reuses every finished run instead of training it again."""
+    task = {k: v for k, v in config["task"].items() if k != "seeds"}
+    task["schedule"] = {k: v for k, v in task["schedule"].items() if k != "seeds"}
+    rest = {k: v for k, v in config.items() if k not in ("operator", "seed", "task")}
+    return config_fingerprint({**rest, "task": task})
 
 
 def seeds_of(args: argparse.Namespace) -> list[int]:
     """The training seeds: ``--seed``, ``--seed + 1``, ... (the schedule's number)."""
-    return [int(args.seed) + i for i in range(task_schedule(schedule_name(args)).seeds)]
+    return [int(args.seed) + i for i in range(schedule_of(args).seeds)]
 
 
 def task_config(args: argparse.Namespace, schedule: IrregularSchedule) -> dict[str, Any]:
@@ -111,7 +129,7 @@ def task_config(args: argparse.Namespace, schedule: IrregularSchedule) -> dict[s
 
     spec = get_task(TASK)
     name = schedule_name(args)
-    return {"task": TASK, "schedule": task_schedule(name).to_dict(),
+    return {"task": TASK, "schedule": schedule_of(args).to_dict(),
             "seeds": seeds_of(args), "protocol_convs": {k: list(v) for k, v in
                                                        PROTOCOL_CONVS[name].items()},
             "grid_cells": dict(GRID_CELLS[name]),
@@ -255,13 +273,14 @@ def run(args: argparse.Namespace, schedule: IrregularSchedule, store: ResultStor
     """Train every (model, protocol, seed) that ``store`` has no record of; return
     all task records.
 
-    Training runs live in ``<out>/runs/<protocol fingerprint>/``: a run is only
-    resumed (or its finished weights reused) under the same protocol, e.g. not
-    after ``--edge-threshold`` changed, which the training loop's own
-    fingerprint (the schedule only) would not notice.
+    Training runs live in ``<out>/runs/<runs fingerprint>/`` (:func:`runs_fingerprint`):
+    a run is only resumed (or its finished weights reused) under the same protocol,
+    e.g. not after ``--edge-threshold`` changed, which the training loop's own
+    fingerprint (the schedule only) would not notice; more seeds or another base
+    seed reuse the finished runs.
     """
-    sched = task_schedule(schedule_name(args))
-    runs_dir = Path(args.out) / "runs" / store.fingerprint
+    sched = schedule_of(args)
+    runs_dir = Path(args.out) / "runs" / runs_fingerprint(store.config)
     return run_cells(store, task_cells(args),
                      lambda cell: measure_task(cell, args, sched, runs_dir, progress),
                      desc="task", progress=progress)

@@ -323,3 +323,39 @@ def test_findings_call_only_resolved_differences():
     two = [r for r in records if r["conv"] != "gmm"]
     assert ranking(two, "scratch") == f"{hg} 41.0 ± 1.0 > HG-ResNet18 (gcn) 30.3 ± 0.6"
     assert ranking(records, "scratch").split(" ~ ")[1].startswith("HG-ResNet18 (gmm)")
+
+
+def test_more_seeds_reuse_the_finished_runs(quick_run, tmp_path):
+    source, data, _ = quick_run
+    out = tmp_path / "more_seeds"
+    shutil.copytree(source, out)
+    runs_before = sorted(p.name for p in (out / "runs").iterdir())
+    _run(["--quick", "--part", "task", "--seeds", "3", "--threads", "1", "--no-progress",
+          "--out", str(out)])
+    again = json.loads((out / "results.json").read_text())
+    assert again["config"]["task"]["seeds"] == [0, 1, 2]
+    assert again["config"]["task"]["schedule"]["seeds"] == 3
+    before = {(r["protocol"], r["model"], r["seed"]): r for r in data["records"]
+              if r["part"] == "task"}
+    after = {(r["protocol"], r["model"], r["seed"]): r for r in again["records"]
+             if r["part"] == "task"}
+    assert set(after) == set(before) | {(p, m, 2) for p, m, _ in before}
+    for key, record in before.items():  # loaded from the finished runs, not trained again
+        assert after[key]["miou"] == record["miou"]
+        assert after[key]["train_time_s"] == record["train_time_s"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
+
+
+def test_runs_fingerprint_ignores_seeds_only():
+    def fingerprint(*argv):
+        args = _args(*argv)
+        return task.runs_fingerprint(command.run_config(args, image_source(args.data_root)))
+
+    default = fingerprint()
+    assert fingerprint("--seeds", "9") == default
+    assert fingerprint("--seed", "100") == default
+    assert fingerprint("--edge-threshold", "0.1") != default
+    assert fingerprint("--quick") != default
+    assert task.seeds_of(_args("--seeds", "3", "--seed", "7")) == [7, 8, 9]
+    with pytest.raises(SystemExit):
+        _args("--seeds", "0")
