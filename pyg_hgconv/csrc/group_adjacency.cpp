@@ -89,6 +89,19 @@ struct ImageEntries {
   }
 };
 
+// Calls fn(b, entries) for every image b with the image's non-zero entries gathered,
+// threaded over the images (one gather buffer per thread).
+template <typename scalar_t, typename Fn>
+void for_each_image(const Tiling& g, const scalar_t* w, const int64_t* l, Fn&& fn) {
+  at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
+    ImageEntries<scalar_t> entries(g);
+    for (int64_t b = begin; b < end; ++b) {
+      entries.gather(b, w, l);
+      fn(b, entries);
+    }
+  });
+}
+
 at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& local_in,
                                  int64_t batch, int64_t height, int64_t width, int64_t tile_h,
                                  int64_t tile_w, int64_t n) {
@@ -100,27 +113,23 @@ at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& 
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const int64_t* l = local.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
-      ImageEntries<scalar_t> entries(g);
+    for_each_image(g, w, l, [&](int64_t b, const ImageEntries<scalar_t>& entries) {
       const auto& group = entries.group;
       const auto& value = entries.value;
       const auto& count = entries.count;
-      for (int64_t b = begin; b < end; ++b) {
-        entries.gather(b, w, l);
-        scalar_t* block = o + b * kHalf * g.n * g.n;
-        for (int64_t y = 0; y < g.H; ++y) {
-          for (int64_t x = 0; x < g.W; ++x) {
-            const int64_t p = y * g.W + x;
-            for (int d = 0; d < kHalf; ++d) {
-              const int64_t ny = y + kDy[d], nx = x + kDx[d];
-              if (ny >= g.H || nx < 0 || nx >= g.W) continue;
-              const int64_t q = ny * g.W + nx;
-              scalar_t* plane = block + d * g.n * g.n;
-              for (int i = 0; i < count[p]; ++i) {
-                scalar_t* row = plane + group[p * g.m + i] * g.n;
-                const scalar_t wp = value[p * g.m + i];
-                for (int j = 0; j < count[q]; ++j) row[group[q * g.m + j]] += wp * value[q * g.m + j];
-              }
+      scalar_t* block = o + b * kHalf * g.n * g.n;
+      for (int64_t y = 0; y < g.H; ++y) {
+        for (int64_t x = 0; x < g.W; ++x) {
+          const int64_t p = y * g.W + x;
+          for (int d = 0; d < kHalf; ++d) {
+            const int64_t ny = y + kDy[d], nx = x + kDx[d];
+            if (ny >= g.H || nx < 0 || nx >= g.W) continue;
+            const int64_t q = ny * g.W + nx;
+            scalar_t* plane = block + d * g.n * g.n;
+            for (int i = 0; i < count[p]; ++i) {
+              scalar_t* row = plane + group[p * g.m + i] * g.n;
+              const scalar_t wp = value[p * g.m + i];
+              for (int j = 0; j < count[q]; ++j) row[group[q * g.m + j]] += wp * value[q * g.m + j];
             }
           }
         }
@@ -147,40 +156,36 @@ at::Tensor half_direction_blocks_backward(const at::Tensor& grad_in, const at::T
     const int64_t* l = local.data_ptr<int64_t>();
     const scalar_t* gr = grad.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
-      ImageEntries<scalar_t> entries(g);
+    for_each_image(g, w, l, [&](int64_t b, const ImageEntries<scalar_t>& entries) {
       const auto& group = entries.group;
       const auto& value = entries.value;
       const auto& count = entries.count;
-      for (int64_t b = begin; b < end; ++b) {
-        entries.gather(b, w, l);
-        const scalar_t* block = gr + b * kHalf * g.n * g.n;
-        for (int64_t y = 0; y < g.H; ++y) {
-          for (int64_t x = 0; x < g.W; ++x) {
-            const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
-            const int64_t pos = (y % g.th) * g.tw + x % g.tw;
-            for (int64_t i = 0; i < g.m; ++i) {  // every stored weight, zeros included
-              const int64_t gi = l[tile * g.m + i];
-              scalar_t acc = 0;
-              for (int d = 0; d < kHalf; ++d) {
-                const scalar_t* plane = block + d * g.n * g.n;
-                // p is the target: its neighbour q = p + delta is the source
-                const int64_t ny = y + kDy[d], nx = x + kDx[d];
-                if (ny < g.H && nx >= 0 && nx < g.W) {
-                  const int64_t q = ny * g.W + nx;
-                  const scalar_t* row = plane + gi * g.n;
-                  for (int j = 0; j < count[q]; ++j) acc += row[group[q * g.m + j]] * value[q * g.m + j];
-                }
-                // p is the source of the pixel r = p - delta
-                const int64_t ry = y - kDy[d], rx = x - kDx[d];
-                if (ry >= 0 && rx >= 0 && rx < g.W) {
-                  const int64_t r = ry * g.W + rx;
-                  for (int j = 0; j < count[r]; ++j)
-                    acc += plane[group[r * g.m + j] * g.n + gi] * value[r * g.m + j];
-                }
+      const scalar_t* block = gr + b * kHalf * g.n * g.n;
+      for (int64_t y = 0; y < g.H; ++y) {
+        for (int64_t x = 0; x < g.W; ++x) {
+          const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
+          const int64_t pos = (y % g.th) * g.tw + x % g.tw;
+          for (int64_t i = 0; i < g.m; ++i) {  // every stored weight, zeros included
+            const int64_t gi = l[tile * g.m + i];
+            scalar_t acc = 0;
+            for (int d = 0; d < kHalf; ++d) {
+              const scalar_t* plane = block + d * g.n * g.n;
+              // p is the target: its neighbour q = p + delta is the source
+              const int64_t ny = y + kDy[d], nx = x + kDx[d];
+              if (ny < g.H && nx >= 0 && nx < g.W) {
+                const int64_t q = ny * g.W + nx;
+                const scalar_t* row = plane + gi * g.n;
+                for (int j = 0; j < count[q]; ++j) acc += row[group[q * g.m + j]] * value[q * g.m + j];
               }
-              o[(tile * g.m + i) * g.P + pos] = acc;
+              // p is the source of the pixel r = p - delta
+              const int64_t ry = y - kDy[d], rx = x - kDx[d];
+              if (ry >= 0 && rx >= 0 && rx < g.W) {
+                const int64_t r = ry * g.W + rx;
+                for (int j = 0; j < count[r]; ++j)
+                  acc += plane[group[r * g.m + j] * g.n + gi] * value[r * g.m + j];
+              }
             }
+            o[(tile * g.m + i) * g.P + pos] = acc;
           }
         }
       }

@@ -21,6 +21,19 @@ def local_index(assignment, batch, groups):
     return nodes // groups, nodes % groups
 
 
+def op_case(batch, seed, groups=5):
+    """A random tiled assignment of ``batch`` 6x7 images with ``groups`` groups
+    each and the per-image group ids of its candidate slots."""
+    assignment = random_tiled(batch, 6, 7, 3, 3, groups, 4, seed=seed)
+    _, local = local_index(assignment, batch, groups)
+    return assignment, local[assignment.candidates]
+
+
+def op_arguments(weight, ids, grid, batch, n):
+    """The arguments of ``pyg_hgconv::half_direction_blocks`` for ``grid``'s tiling."""
+    return weight, ids, batch, grid.height, grid.width, grid.tile_h, grid.tile_w, n
+
+
 def reference_blocks(assignment, batch, height, width, groups):
     """[B, 4, n, n] from the dense S^T A^delta S of every image (independent of the tiling)."""
     index, weight = assignment.to_coo()
@@ -102,14 +115,11 @@ def test_fused_gradcheck():
 
 @needs_fused
 def test_fused_op_runs_under_torch_compile_and_its_fake_kernel_has_the_shape():
-    assignment = random_tiled(2, 6, 7, 3, 3, 5, 4, seed=11)
-    _, local = local_index(assignment, 2, 5)
-    candidates = local[assignment.candidates]
+    assignment, candidates = op_case(2, seed=11)
     grid = assignment.grid
 
     def blocks(w, c):
-        return torch.ops.pyg_hgconv.half_direction_blocks(w, c, 2, grid.height, grid.width,
-                                                          grid.tile_h, grid.tile_w, 5)
+        return torch.ops.pyg_hgconv.half_direction_blocks(*op_arguments(w, c, grid, 2, 5))
 
     eager = blocks(assignment.weight, candidates)
     compiled = torch.compile(blocks, backend="eager", fullgraph=True)(assignment.weight,
@@ -119,8 +129,7 @@ def test_fused_op_runs_under_torch_compile_and_its_fake_kernel_has_the_shape():
         fake = blocks(mode.from_tensor(assignment.weight), mode.from_tensor(candidates))
     assert fake.shape == (2, 4, 5, 5) and fake.dtype == assignment.weight.dtype
     torch.library.opcheck(torch.ops.pyg_hgconv.half_direction_blocks.default,
-                          (assignment.weight, candidates, 2, grid.height, grid.width,
-                           grid.tile_h, grid.tile_w, 5))
+                          op_arguments(assignment.weight, candidates, grid, 2, 5))
 
 
 def test_pipeline_gives_the_same_graph_on_both_backends(monkeypatch):
@@ -148,14 +157,11 @@ def test_backend_is_reported():
 
 @needs_fused
 def test_op_rejects_bad_arguments_by_name():
-    assignment = random_tiled(1, 6, 7, 3, 3, 5, 4, seed=2)
-    _, local = local_index(assignment, 1, 5)
-    candidates = local[assignment.candidates]
-    grid = assignment.grid
+    assignment, candidates = op_case(1, seed=2)
     op = torch.ops.pyg_hgconv.half_direction_blocks
 
     def call(weight=assignment.weight, ids=candidates, n=5, batch=1):
-        return op(weight, ids, batch, grid.height, grid.width, grid.tile_h, grid.tile_w, n)
+        return op(*op_arguments(weight, ids, assignment.grid, batch, n))
 
     with pytest.raises(RuntimeError, match="'local' must index groups"):
         call(ids=candidates + 5)  # ids beyond n
