@@ -152,9 +152,8 @@ class WeightGenerator(nn.Module):
         hidden = self._pad(self.hidden(maps)).contiguous(memory_format=torch.channels_last)
         w = self.output.weight
         weight = w.view(channels, taps, *w.shape[1:]).transpose(0, 1).reshape(w.shape)
-        out = F.conv2d(hidden, weight, padding=self.output.padding)
-        if not out.is_contiguous(memory_format=torch.channels_last):
-            out = out.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(hidden, weight, padding=self.output.padding).contiguous(
+            memory_format=torch.channels_last)  # a no-op where the conv kept the format
         n, _, height, width = out.shape
         return out.view(n, taps, channels, height, width).transpose(1, 2)
 

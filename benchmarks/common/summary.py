@@ -156,7 +156,7 @@ def paired_differences(pairs: Sequence[tuple[Sequence[float | None], Sequence[fl
     """
     results = [paired_difference(a, b, alpha=alpha) for a, b in pairs]
     adjusted = holm_adjusted([r["p"] for r in results])
-    size = sum(1 for p in adjusted if p == p)
+    size = sum(math.isfinite(p) for p in adjusted)
     return [_resolve(r, p, size, alpha) for r, p in zip(results, adjusted, strict=True)]
 
 

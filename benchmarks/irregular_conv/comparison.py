@@ -76,10 +76,10 @@ def family(records: Sequence[Record], protocol: str,
                                 if p == protocol))
     values = {m: by_seed(records, protocol, m, field) for m in models}
     means = {m: mean_std(list(values[m].values()))[0] for m in models}
+    rank = {m: v if math.isfinite(v) else -math.inf for m, v in means.items()}
     pairs = []
     for a, b in itertools.combinations(models, 2):
-        if (means[b] if math.isfinite(means[b]) else -math.inf) > (
-                means[a] if math.isfinite(means[a]) else -math.inf):
+        if rank[b] > rank[a]:
             a, b = b, a
         pairs.append((a, b, sorted(set(values[a]) & set(values[b]))))
     compared = paired_differences([([values[a][s] for s in seeds], [values[b][s] for s in seeds])
@@ -95,17 +95,22 @@ def _reversed(comparison: Mapping[str, Any]) -> dict[str, Any]:
             "t": -comparison["t"], "sign": -comparison["sign"]}
 
 
-def versus(records: Sequence[Record], protocol: str, a: str, b: str,
-           field: str = "miou") -> dict[str, Any]:
-    """The paired comparison of models ``a`` and ``b`` (``a - b``) over the
-    seeds both have, within ``protocol``, as resolved in its :func:`family`."""
-    pairs = family(records, protocol, field)
+def _in_family(pairs: Mapping[tuple[str, str], dict[str, Any]], protocol: str, a: str,
+               b: str) -> dict[str, Any]:
+    """``a - b`` read from a :func:`family`."""
     if (a, b) in pairs:
         return pairs[(a, b)]
     if (b, a) in pairs:
         return _reversed(pairs[(b, a)])
     raise ValueError(f"'a' and 'b' must be two models trained under protocol {protocol!r}; "
                      f"got {a!r} and {b!r}")
+
+
+def versus(records: Sequence[Record], protocol: str, a: str, b: str,
+           field: str = "miou") -> dict[str, Any]:
+    """The paired comparison of models ``a`` and ``b`` (``a - b``) over the
+    seeds both have, within ``protocol``, as resolved in its :func:`family`."""
+    return _in_family(family(records, protocol, field), protocol, a, b)
 
 
 def model_summaries(records: Sequence[Record]) -> list[dict[str, Any]]:
@@ -129,15 +134,17 @@ def model_summaries(records: Sequence[Record]) -> list[dict[str, Any]]:
             mean, std, _ = mean_std([r.get(field) for r in mine])
             row[field], row[f"{field}_std"] = mean, std
         rows.append(row)
+    families = {protocol: family(records, protocol)
+                for protocol in dict.fromkeys(p for p, _ in keys)}
     for row in rows:
-        hg = HG_MODEL
-        grid = next((r["model"] for r in rows if r["protocol"] == row["protocol"]
+        hg, protocol = HG_MODEL, row["protocol"]
+        grid = next((r["model"] for r in rows if r["protocol"] == protocol
                      and r["cell"] == "resnet18-dilated"), None)
-        if row["model"] != hg and any(r["model"] == hg and r["protocol"] == row["protocol"]
+        if row["model"] != hg and any(r["model"] == hg and r["protocol"] == protocol
                                       for r in rows):
-            row["hg_vs"] = versus(records, row["protocol"], hg, row["model"])
+            row["hg_vs"] = _in_family(families[protocol], protocol, hg, row["model"])
         if grid is not None and row["model"] != grid:
-            row["vs_grid"] = versus(records, row["protocol"], row["model"], grid)
+            row["vs_grid"] = _in_family(families[protocol], protocol, row["model"], grid)
     return rows
 
 
@@ -154,9 +161,10 @@ def ranking(records: Sequence[Record], protocol: str, field: str = "miou",
                   key=lambda r: -(r[field] if r[field] is not None else -1e9))
     if not rows:
         return ""
+    pairs = family(records, protocol, field)
     parts = [_label(rows[0], field, scale)]
     for upper, lower in itertools.pairwise(rows):
-        comparison = versus(records, protocol, upper["model"], lower["model"], field)
+        comparison = _in_family(pairs, protocol, upper["model"], lower["model"])
         parts.append((" > " if comparison["resolved"] else " ~ ") + _label(lower, field, scale))
     return "".join(parts)
 

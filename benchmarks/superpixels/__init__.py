@@ -18,7 +18,8 @@ BatchNorm and ReLU -> global mean pooling -> an MLP, with the conv's parameters
 matched to HG-Conv's :math:`9 C^2` where the conv allows it (GCN has one
 weight, as in the comparison benchmark). It trains with every seed of the
 schedule; test accuracy is the mean ± std over the seeds, and differences are
-compared seed by seed (:func:`~benchmarks.common.summary.paired_difference`).
+compared seed by seed, each question's comparisons corrected together
+(:func:`~benchmarks.common.summary.paired_differences`).
 
 Graph building is timed too (:mod:`.graphs`): images/s of PyG's pipeline per
 image, of ``ToGroupGraph`` per image and of the batched module, on 1 and 2

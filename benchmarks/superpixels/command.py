@@ -7,7 +7,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,7 @@ def summaries(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 Model = tuple[str, str]  # (graph kind, conv)
+Comparisons = Mapping[tuple[Model, Model], dict[str, Any]]  # what comparisons() returns
 
 
 def families(rows: Sequence[dict[str, Any]]) -> list[list[tuple[Model, Model]]]:
@@ -230,12 +231,6 @@ def comparisons(rows: Sequence[dict[str, Any]]) -> dict[tuple[Model, Model], dic
     return out
 
 
-def compare(rows: Sequence[dict[str, Any]], a: Model, b: Model) -> dict[str, Any] | None:
-    """The :func:`comparisons` entry of ``a - b`` (``None`` where either model
-    was not trained or the report does not compare them)."""
-    return comparisons(rows).get((a, b))
-
-
 def difference(comparison) -> str:
     if not comparison or not comparison["n"]:
         return "-"
@@ -248,7 +243,7 @@ def difference(comparison) -> str:
     return f"{'+' if comparison['mean'] > 0 else ''}{text} ({verdict(comparison)}{p})"
 
 
-def accuracy_table(rows: Sequence[dict[str, Any]]) -> str:
+def accuracy_table(rows: Sequence[dict[str, Any]], found: Comparisons) -> str:
     out = []
     for r in rows:
         out.append({**r, "acc": format_pm(r["test_acc"], r["test_acc_std"], seeds=r["seeds"],
@@ -257,7 +252,7 @@ def accuracy_table(rows: Sequence[dict[str, Any]]) -> str:
                                      scale=100.0, digits=2),
                     "per_seed_text": ", ".join(f"{100 * v:.2f}" for v in r["per_seed"].values()),
                     "hg": "(reference)" if r["conv"] == "hgconv" else difference(
-                        compare(rows, (r["kind"], "hgconv"), (r["kind"], r["conv"])))})
+                        found.get(((r["kind"], "hgconv"), (r["kind"], r["conv"]))))})
     return markdown_table(out, [
         ("kind", "graphs"), ("conv", "conv"), ("acc", "test accuracy %"),
         ("per_seed_text", "per seed"), ("val", "val accuracy %"),
@@ -266,11 +261,11 @@ def accuracy_table(rows: Sequence[dict[str, Any]]) -> str:
         ("edges", "edges/graph", ".1f"), ("train_time_s", "train s/seed", ".1f")])
 
 
-def grouping_table(rows: Sequence[dict[str, Any]]) -> str:
+def grouping_table(found: Comparisons) -> str:
     out = []
     for conv in CONVS:
-        learned = compare(rows, ("learned", conv), ("groups", conv))
-        groups_vs_slic = compare(rows, ("groups", conv), ("slic", conv))
+        learned = found.get((("learned", conv), ("groups", conv)))
+        groups_vs_slic = found.get((("groups", conv), ("slic", conv)))
         if learned is None and groups_vs_slic is None:
             continue
         out.append({"conv": conv, "learned": difference(learned),
@@ -293,16 +288,16 @@ def building_table(records: Sequence[dict[str, Any]]) -> str:
         ("per_image_speedup", f"per image vs PyG (goal >= {PER_IMAGE_GOAL:g}x)", ".2f")])
 
 
-def findings(rows: Sequence[dict[str, Any]], building: Sequence[dict[str, Any]]) -> str:
+def findings(found: Comparisons, building: Sequence[dict[str, Any]]) -> str:
     lines = []
     for kind in GRAPH_KINDS:
         for other in ("gmm", "spline"):
-            c = compare(rows, (kind, "hgconv"), (kind, other))
+            c = found.get(((kind, "hgconv"), (kind, other)))
             if c is not None:
                 lines.append(f"* {kind} graphs: HGConv - {other} {difference(c)}; goal "
                              f"HGConv >= {other} (means): "
                              f"{'holds' if c['mean'] >= 0 else 'does not hold'}.")
-    c = compare(rows, ("learned", "hgconv"), ("groups", "hgconv"))
+    c = found.get((("learned", "hgconv"), ("groups", "hgconv")))
     if c is not None:
         lines.append(f"* HGConv, learned - fixed grouping: {difference(c)}; goal learned >= "
                      f"fixed (means): {'holds' if c['mean'] >= 0 else 'does not hold'}.")
@@ -367,11 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = run_cells(store, cells, lambda c: train_cell(c, args, schedule, cache),
                         desc="train", progress=progress)
     rows = summaries(trained)
+    found = comparisons(rows)
     tables = {
         "Test accuracy (mean ± std over seeds) on our 8k / 1k / 1k split of the 10k MNIST "
-        "test digits": accuracy_table(rows),
+        "test digits": accuracy_table(rows, found),
         "Grouping: learned against fixed, fixed against PyG's superpixels":
-            grouping_table(rows),
+            grouping_table(found),
         "Published results on superpixel MNIST (60k training digits: for reference only, "
         "not comparable)": markdown_table(list(PUBLISHED), [
             ("model", "model"), ("accuracy", "test accuracy %", ".3f"), ("source", "source")]),
@@ -390,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "within each question (HGConv against the other convs on one graph kind; learned "
         "against fixed groups over the convs; fixed groups against PyG's superpixels over "
         "the convs).",
-        findings(rows, building)])
+        findings(found, building)])
     for title, table in tables.items():
         print(f"\n## {title}\n\n{table}")
     print("\n" + notes)

@@ -298,7 +298,7 @@ def generator_flops(layer: nn.Module, size: tuple[int, int]) -> float:
 def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[str, Any]:
     """Time one training step (forward + backward) of every implementation of
     :data:`TRAINING_IMPLS` at one cell (see the module docstring)."""
-    from tvconv import TVConv
+    from tvconv import TVConv, count_macs
     from tvconv.fused import backend_info, fused_applies, kernel_runs_channels_last, per_pixel_conv
 
     channels, height, width, batch, stride = cell["shape"]
@@ -335,7 +335,8 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
         record[f"{impl}_ms"], record[f"{impl}_iqr_ms"] = st["ms"], st["iqr_ms"]
         record[f"{impl}_ratio"] = st["ms"] / base
     flops = generator_flops(layer, out_size)
-    dense_flops = 3 * 2 * channels * channels * 9 * batch * out_size[0] * out_size[1]
+    # forward, input and weight gradients of the dense conv: 3 x its forward's FLOPs
+    dense_flops = 3 * 2 * count_macs(dense, tuple(x.shape), elementwise=False)
     record.update({
         "generator_gflops": flops / 1e9,
         "generator_gflop_per_s": flops / 1e6 / stats["generator"]["ms"],
