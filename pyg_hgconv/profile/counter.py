@@ -39,7 +39,7 @@ from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_co
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.nn.pool.adjacency import block_positions, runs_fused_kernel
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
-from pyg_hgconv.nn.pool.tiling import tiled_assignment_of
+from pyg_hgconv.nn.pool.tiling import TiledAssignment, tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
 from pyg_hgconv.profile.rules import (
     GraphSize,
@@ -53,10 +53,11 @@ from pyg_hgconv.utils.sparse import csr_rows
 COMPONENTS = ("grid_conv", "graph_conv", "linear", "clustering", "elementwise")
 
 
-def tiling_size(graph, num_candidates: int) -> TilingSize:
+def tiling_size(graph, num_candidates: int,
+                tiled: TiledAssignment | None) -> TilingSize:
     """The :class:`~pyg_hgconv.profile.rules.TilingSize` of a group graph's
-    tiled assignment (one-pixel tiles for a graph in coordinate form only)."""
-    tiled = tiled_assignment_of(graph)
+    tiled assignment ``tiled`` (:func:`~pyg_hgconv.nn.pool.tiling.tiled_assignment_of`;
+    one-pixel tiles for a graph in coordinate form only, ``tiled=None``)."""
     if tiled is None:
         b, h, w = graph.num_images, *(int(v) for v in graph.image_size[0])
         return TilingSize(b * h * w, 1, num_candidates, 0)
@@ -353,14 +354,14 @@ class _Counter:
             m = min(module.num_candidates, k)
             embed = module.embed
             d = module.embed_channels or c
+            tiled = tiled_assignment_of(graph)
             steps = clustering_flops(
                 b, h, w, c, d, k, module.num_iterations, graph.num_nodes,
-                tiling_size(graph, m), attention=bound.get("attention") is not None,
+                tiling_size(graph, m, tiled), attention=bound.get("attention") is not None,
                 embedding=embed is not None,
                 embedding_bias=embed is not None and embed.bias is not None,
                 importance_channels=d if module.importance_from == "embedding" else c)
             pairs = assignment_pairs(graph.assign_index, b, h, w)
-            tiled = tiled_assignment_of(graph)
             if tiled is not None and graph.num_nodes and runs_fused_kernel(
                     tiled.weight, int((graph.ptr[1:] - graph.ptr[:-1]).max())):
                 steps["adjacency"] = pairs  # the fused kernel multiplies non-zeros only
