@@ -93,7 +93,7 @@ from benchmarks.common.results import (
     markdown_table,
     write_report,
 )
-from benchmarks.common.summary import paired_differences, verdict
+from benchmarks.common.summary import holm_text, paired_differences, verdict
 from benchmarks.common.training import distributed_rank, process_group
 
 #: the goal: the HG stage spends less than this share of the grid stage's FLOPs
@@ -282,8 +282,7 @@ def paired_text(task: TaskSpec, paired: Mapping[str, Any]) -> str:
         return "-"
     digits = 4 if task.primary_metric == "mae" else 1
     p = f"p {paired['p']:.2g}" if math.isfinite(paired["p"]) else "p -"
-    if paired.get("family_size", 1) > 1 and math.isfinite(paired["p_adjusted"]):
-        p += f", Holm {paired['p_adjusted']:.2g}"
+    p += holm_text(paired)
     return (f"{paired['mean']:+.{digits}f} ± {paired['std']:.{digits}f} ({p}): "
             f"{verdict(paired)}")
 

@@ -5,8 +5,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["RESOLVED_ALPHA", "format_mean_std", "format_pm", "holm_adjusted", "mean_std",
-           "paired_difference", "paired_differences", "seed_summary", "verdict"]
+__all__ = ["RESOLVED_ALPHA", "format_mean_std", "format_pm", "holm_adjusted", "holm_text",
+           "mean_std", "paired_difference", "paired_differences", "seed_summary", "verdict"]
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
@@ -158,6 +158,15 @@ def paired_differences(pairs: Sequence[tuple[Sequence[float | None], Sequence[fl
     adjusted = holm_adjusted([r["p"] for r in results])
     size = sum(math.isfinite(p) for p in adjusted)
     return [_resolve(r, p, size, alpha) for r, p in zip(results, adjusted, strict=True)]
+
+
+def holm_text(comparison: Mapping[str, Any]) -> str:
+    """``", Holm 0.037"``: the adjusted p-value a comparison of a family of
+    several was called on (:func:`paired_differences`), else ``""``."""
+    adjusted = comparison.get("p_adjusted", math.nan)
+    if comparison.get("family_size", 1) > 1 and math.isfinite(adjusted):
+        return f", Holm {adjusted:.2g}"
+    return ""
 
 
 def verdict(comparison: Mapping[str, Any], better: str = "better", worse: str = "worse") -> str:

@@ -24,7 +24,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmarks.common.summary import format_pm, mean_std, paired_differences, verdict
+from benchmarks.common.summary import (
+    format_pm,
+    holm_text,
+    mean_std,
+    paired_differences,
+    verdict,
+)
 
 __all__ = ["HG_MODEL", "PAPER_TABLE3", "difference_text", "family", "model_summaries",
            "pairwise", "ranking", "versus"]
@@ -183,7 +189,4 @@ def difference_text(comparison: Mapping[str, Any] | None, scale: float = 100.0) 
     text = format_pm(comparison["mean"], comparison["std"], seeds=comparison["n"], scale=scale,
                      digits=1)
     sign = "+" if comparison["mean"] > 0 else ""
-    p = f"p={comparison['p']:.2g}"
-    if comparison.get("family_size", 1) > 1:
-        p += f", Holm {comparison['p_adjusted']:.2g}"
-    return f"{sign}{text} ({verdict(comparison)}, {p})"
+    return f"{sign}{text} ({verdict(comparison)}, p={comparison['p']:.2g}{holm_text(comparison)})"

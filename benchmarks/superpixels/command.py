@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from benchmarks.common.cli import base_parser, protocol_config, schedule_name, setup_run
 from benchmarks.common.results import ResultStore, markdown_table, run_cells, write_report
-from benchmarks.common.summary import format_pm, mean_std, paired_differences, verdict
+from benchmarks.common.summary import format_pm, holm_text, mean_std, paired_differences, verdict
 from benchmarks.common.training import TrainConfig, fit, make_loader, seed_everything
 
 from . import __doc__ as PACKAGE_DOC
@@ -237,9 +237,7 @@ def difference(comparison) -> str:
     text = format_pm(comparison["mean"], comparison["std"], seeds=comparison["n"], scale=100.0)
     p = ""
     if math.isfinite(comparison["p"]):
-        p = f", p={comparison['p']:.2g}"
-        if comparison["family_size"] > 1:
-            p += f", Holm {comparison['p_adjusted']:.2g}"
+        p = f", p={comparison['p']:.2g}{holm_text(comparison)}"
     return f"{'+' if comparison['mean'] > 0 else ''}{text} ({verdict(comparison)}{p})"
 
 

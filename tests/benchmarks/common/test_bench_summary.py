@@ -10,6 +10,7 @@ from scipy import stats
 
 from benchmarks.common.summary import (
     holm_adjusted,
+    holm_text,
     mean_std,
     paired_difference,
     paired_differences,
@@ -96,3 +97,13 @@ def test_a_family_resolves_less_than_its_members_alone():
     for single, member in zip(alone, [*with_clear, pair[1]], strict=True):
         assert member["p"] == single["p"]  # each keeps its own p-value
         assert member["p_adjusted"] >= single["p"]
+
+
+def test_holm_text_names_the_adjusted_p_value_of_a_family_only():
+    clear = ([0.50, 0.60, 0.55, 0.52], [0.30, 0.41, 0.36, 0.31])
+    one_seed = ([0.5], [0.3])  # no test: NaN p-values stay out of the family
+    first, _, untested = paired_differences([clear, clear, one_seed])
+    assert holm_text(first) == f", Holm {first['p_adjusted']:.2g}"
+    assert first["p_adjusted"] == pytest.approx(2 * first["p"])
+    assert holm_text(untested) == ""
+    assert holm_text(paired_difference(*clear)) == ""  # a family of one
