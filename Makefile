@@ -19,12 +19,13 @@ $(DEVENV): $(STACK) pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[dev]'
 	touch $@
 
-# The fused CPU kernels of TVConv and of the group adjacency (optional: without
+# The fused CPU kernels of TVConv and of the clustering (optional: without
 # them the pure-PyTorch paths run).
 tvconv/_lib/tvconv_kernels.so: $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/build_kernels.py
 	$(PY) tools/build_kernels.py --only tvconv_kernels
 
-pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) pyg_hgconv/csrc/group_adjacency.cpp tools/build_kernels.py
+pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) pyg_hgconv/csrc/group_adjacency.cpp \
+		pyg_hgconv/csrc/slic.cpp tools/build_kernels.py
 	$(PY) tools/build_kernels.py --only pyg_hgconv_kernels
 
 lint: $(DEVENV) $(KERNELS)

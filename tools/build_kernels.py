@@ -2,13 +2,15 @@
 
 * ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
   (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
-* ``pyg_hgconv/csrc/group_adjacency.cpp`` -> ``pyg_hgconv/_lib/pyg_hgconv_kernels.so``
-  (HG-Conv's group adjacency, :mod:`pyg_hgconv.nn.pool.fused_adjacency`).
+* ``pyg_hgconv/csrc/group_adjacency.cpp`` and ``pyg_hgconv/csrc/slic.cpp`` ->
+  ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's group adjacency,
+  :mod:`pyg_hgconv.nn.pool.fused_adjacency`, and its SLIC iterations,
+  :mod:`pyg_hgconv.nn.pool.fused_slic`).
 
 ``make`` runs this after installing the package; it needs a C++ compiler (the
 one that built the PyG extensions). Without a built library the code using it
 falls back to its pure-PyTorch implementation (``tvconv.fused.BACKEND`` and
-``pyg_hgconv.nn.pool.fused_adjacency.BACKEND`` say which one is in use). Run
+``pyg_hgconv.nn.pool.kernels.BACKEND`` say which one is in use). Run
 ``python tools/build_kernels.py`` by hand after changing a C++ source or the
 installed torch.
 """
@@ -19,22 +21,24 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: library name -> (source, output folder)
+#: library name -> (sources, output folder)
 KERNELS = {
-    "tvconv_kernels": (ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp", ROOT / "tvconv" / "_lib"),
-    "pyg_hgconv_kernels": (ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
+    "tvconv_kernels": ((ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp",),
+                       ROOT / "tvconv" / "_lib"),
+    "pyg_hgconv_kernels": ((ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
+                            ROOT / "pyg_hgconv" / "csrc" / "slic.cpp"),
                            ROOT / "pyg_hgconv" / "_lib"),
 }
 
 
-def build(name: str, source: Path, lib_dir: Path, verbose: bool) -> None:
+def build(name: str, sources: tuple[Path, ...], lib_dir: Path, verbose: bool) -> None:
     import torch
     from torch.utils import cpp_extension
 
     lib_dir.mkdir(parents=True, exist_ok=True)
     stamp = lib_dir / "torch_version.txt"
     stamp.unlink(missing_ok=True)
-    cpp_extension.load(name=name, sources=[str(source)], build_directory=str(lib_dir),
+    cpp_extension.load(name=name, sources=[str(source) for source in sources], build_directory=str(lib_dir),
                        extra_cflags=["-O3", "-march=native", "-fopenmp"],
                        extra_ldflags=["-fopenmp"], is_python_module=False, verbose=verbose)
     tmp = stamp.with_suffix(".tmp")
@@ -50,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="build only this library (repeatable; default: all)")
     args = parser.parse_args(argv)
     for name in args.only or KERNELS:
-        source, lib_dir = KERNELS[name]
-        build(name, source, lib_dir, args.verbose)
+        sources, lib_dir = KERNELS[name]
+        build(name, sources, lib_dir, args.verbose)
     return 0
 
 

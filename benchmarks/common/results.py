@@ -588,13 +588,16 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     ``torch_threads`` (actual), ``omp_wait_policy``, ``cuda`` (GPU name or ``None``),
     ``tvconv_backend`` (``"fused"`` C++ kernels or the ``"pytorch"`` fallback) and
     ``tvconv_fallback_reason``, ``adjacency_backend`` (HG-Conv's group adjacency:
-    ``"fused"`` C++ kernel or ``"pytorch"``) and ``adjacency_fallback_reason``, ``seed``,
+    ``"fused"`` C++ kernel or ``"pytorch"``) and ``adjacency_fallback_reason``,
+    ``slic_backend`` (its SLIC iterations where no gradient is needed) and
+    ``slic_fallback_reason``, ``seed``,
     ``git_commit`` (``None`` outside a git checkout or before the first commit),
     ``git_dirty`` (uncommitted changes to tracked files) and ``utc_time``.
     """
     import torch
 
     from pyg_hgconv.nn.pool.fused_adjacency import backend_info as adjacency_backend
+    from pyg_hgconv.nn.pool.fused_slic import backend_info as slic_backend
     from tvconv.fused import backend_info
 
     commit = _git("rev-parse", "HEAD")
@@ -618,6 +621,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
         "cuda": cuda,
         **backend_info(),
         **adjacency_backend(),
+        **slic_backend(),
         "seed": int(seed),
         "git_commit": commit or None,
         "git_dirty": None if status is None else bool(status),

@@ -9,7 +9,8 @@ for the four half directions :math:`\delta` of
 blocks. ``pyg_hgconv/csrc/group_adjacency.cpp`` visits only the non-zero
 entries of the tiled assignment (a few per pixel after Algorithm 1's
 :math:`10^{-3}` filter), threaded over images. ``make`` builds it
-(``tools/build_kernels.py``) into ``pyg_hgconv/_lib``; it is registered as the
+(``tools/build_kernels.py``) into ``pyg_hgconv/_lib``
+(:mod:`~pyg_hgconv.nn.pool.kernels`); it is registered as the
 PyTorch custom ops ``pyg_hgconv::half_direction_blocks`` and
 ``pyg_hgconv::half_direction_blocks_backward``, and this module adds their fake
 (meta) kernels and the autograd formula (first order).
@@ -23,20 +24,10 @@ the environment forces the fallback.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
-from pyg_hgconv.utils.kernels import load_kernel_library
-
-LIBRARY = Path(__file__).resolve().parents[2] / "_lib" / "pyg_hgconv_kernels.so"
-FUSED_DTYPES = (torch.float32, torch.float64)
-
-
-FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "PYG_HGCONV_KERNELS")
-#: ``"fused"`` when the C++ kernel is loaded, else ``"pytorch"``.
-BACKEND: str = "pytorch" if FALLBACK_REASON else "fused"
+from pyg_hgconv.nn.pool.kernels import BACKEND, FALLBACK_REASON, FUSED_DTYPES
 
 
 def backend_info() -> dict[str, str | None]:

@@ -408,7 +408,7 @@ class ImageToGroupGraph(nn.Module):
                                  local)
         weight = slic_assignment(features, grid.valid(device, dtype), origins, candidates, init,
                                  fallback, self.num_iterations, ASSIGN_THRESHOLD,
-                                 self.slic_weights)
+                                 self.slic_weights, grid.tiles_per_image)
         return grid, candidates, weight
 
     def _empty_graph(self, x: Tensor, h: int, w: int):

@@ -41,6 +41,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pyg_hgconv.nn.pool.fused_slic import fused_slic_applies, fused_slic_assignment
 from pyg_hgconv.utils.sparse import SegmentSum
 
 #: Algorithm 1, line 7
@@ -167,8 +168,13 @@ def slic_assignment(
     num_iterations: int = 3,
     threshold: float = ASSIGN_THRESHOLD,
     weights: str = "softmax",
+    tiles_per_image: int | None = None,
 ) -> Tensor:
     r"""Run differentiable SLIC on tiles and return the assignment weights.
+
+    Where no gradient is needed, the fused CPU kernel runs the whole loop
+    (:mod:`~pyg_hgconv.nn.pool.fused_slic`, the same arithmetic); otherwise,
+    and as its reference, the batched products below.
 
     Args:
         features (Tensor): ``[T, D, P]`` clustering features of the pixels of
@@ -193,6 +199,11 @@ def slic_assignment(
             candidates all fall below the filter (all far away, where the
             paper's line 8 divides by zero) keeps its nearest candidate in
             feature space.
+        tiles_per_image (int, optional): tiles of one image when the tiles
+            of every image index only that image's centres (consecutive
+            blocks of ``fallback``, as :class:`~pyg_hgconv.ImageToGroupGraph`
+            builds them); the fused kernel then runs the images in parallel.
+            ``None``: all tiles form one block.
 
     Returns:
         Tensor ``[T, m, P]``: :math:`S_{ij}` for pixel ``i`` of the tile and
@@ -200,14 +211,19 @@ def slic_assignment(
         ``j``; padding pixels are zero.
     """
     t, d, _ = features.shape
+    if weights not in SLIC_WEIGHTS:
+        raise ValueError(f"'weights' must be one of {SLIC_WEIGHTS} (got {weights!r})")
+    if fused_slic_applies(features, origins, fallback):
+        return fused_slic_assignment(features, valid.to(features.dtype), origins, candidates,
+                                     init.to(features.dtype), fallback,
+                                     t if tiles_per_image is None else tiles_per_image,
+                                     num_iterations, threshold, weights == "softmax")
     to_centres = SegmentSum(candidates.reshape(-1), fallback.size(0))
     origin = origins.unsqueeze(1)  # [T, 1, D]
     # [absolute features, 1] of the image pixels, zero on padding: one product
     # gives the weighted feature sums and the masses (Algorithm 1, lines 3-4)
     with_mass = torch.cat([features + origins.unsqueeze(2),
                            features.new_ones(t, 1, features.size(2))], 1) * valid
-    if weights not in SLIC_WEIGHTS:
-        raise ValueError(f"'weights' must be one of {SLIC_WEIGHTS} (got {weights!r})")
     weight, logits = init, None
     for _ in range(num_iterations):
         sums = to_centres(torch.bmm(weight, with_mass.transpose(1, 2)).reshape(-1, d + 1))

@@ -1,6 +1,7 @@
 """Differentiable SLIC on tiles (Algorithm 1) against an independent dense
 implementation: the initial assignment, the centre update, several iterations,
-the 1e-3 filter and the final row normalisation, for both weightings."""
+the 1e-3 filter and the final row normalisation, for both weightings and both
+backends (the fused kernel and the pure-PyTorch path)."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from pyg_hgconv.nn.pool.slic import ASSIGN_THRESHOLD, nearest_candidate, slic_assignment
 from pyg_hgconv.nn.pool.tiling import TileGrid
+from tests.helpers.backends import SLIC_BACKENDS, slic_backend
 
 
 def dense_slic(x, allowed, s0, fallback, iterations, weights, threshold=ASSIGN_THRESHOLD):
@@ -33,14 +35,16 @@ def dense_slic(x, allowed, s0, fallback, iterations, weights, threshold=ASSIGN_T
     return s / s.sum(1, keepdim=True)                              # line 8
 
 
+@pytest.mark.parametrize("backend", SLIC_BACKENDS)
 @settings(max_examples=40, deadline=None)
 @given(height=st.integers(2, 7), width=st.integers(2, 9), tile_h=st.integers(1, 3),
        tile_w=st.integers(1, 4), centres=st.integers(1, 6), m=st.integers(1, 4),
        dim=st.integers(1, 3), iterations=st.integers(0, 4),
        weights=st.sampled_from(["softmax", "paper"]), scale=st.sampled_from([0.3, 1.0, 4.0]),
        seed=st.integers(0, 2**16))
-def test_tiled_slic_matches_a_dense_implementation(height, width, tile_h, tile_w, centres, m,
-                                                   dim, iterations, weights, scale, seed):
+def test_tiled_slic_matches_a_dense_implementation(backend, height, width, tile_h, tile_w,
+                                                   centres, m, dim, iterations, weights, scale,
+                                                   seed):
     g = torch.Generator().manual_seed(seed)
     b, k = 2, min(centres, height * width)
     m = min(m, k)
@@ -59,8 +63,10 @@ def test_tiled_slic_matches_a_dense_implementation(height, width, tile_h, tile_w
     init = torch.nn.functional.one_hot(choice, m).transpose(1, 2).to(torch.float64)
     valid = grid.valid(dtype=torch.float64)
     features = grid.to_tiles(x_map)  # absolute features; origins zero
-    out = slic_assignment(features, valid, torch.zeros(t, dim, dtype=torch.float64),
-                          candidates, init * valid, fallback, iterations, weights=weights)
+    with slic_backend(backend):
+        out = slic_assignment(features, valid, torch.zeros(t, dim, dtype=torch.float64),
+                              candidates, init * valid, fallback, iterations, weights=weights,
+                              tiles_per_image=grid.tiles_per_image)
 
     # the same problem, dense: pixels x centres
     n = b * height * width
@@ -76,7 +82,8 @@ def test_tiled_slic_matches_a_dense_implementation(height, width, tile_h, tile_w
     torch.testing.assert_close(got.sum(1), torch.ones(n, dtype=torch.float64))
 
 
-def test_paper_weights_filter_the_unnormalised_kernel():
+@pytest.mark.parametrize("backend", SLIC_BACKENDS)
+def test_paper_weights_filter_the_unnormalised_kernel(backend):
     # one pixel (feature 0) and two empty centres at squared distances 7.5 and 8:
     # exp(-7.5) and exp(-8) are both below 1e-3, so Algorithm 1 as written
     # filters both (and the pixel keeps its nearest centre), while the
@@ -86,22 +93,25 @@ def test_paper_weights_filter_the_unnormalised_kernel():
             torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0, 1]]),
             torch.zeros(1, 2, 1, dtype=torch.float64),
             torch.tensor([[7.5 ** 0.5], [8.0 ** 0.5]], dtype=torch.float64))
-    paper = slic_assignment(*args, num_iterations=1, weights="paper")
-    softmax = slic_assignment(*args, num_iterations=1, weights="softmax")
+    with slic_backend(backend):
+        paper = slic_assignment(*args, num_iterations=1, weights="paper")
+        softmax = slic_assignment(*args, num_iterations=1, weights="softmax")
     assert paper.view(-1).tolist() == [1.0, 0.0]
     expected = torch.softmax(torch.tensor([-7.5, -8.0], dtype=torch.float64), 0)
     torch.testing.assert_close(softmax.view(-1), expected)
 
 
-def test_a_pixel_far_from_every_centre_stays_finite_with_the_paper_weights():
+@pytest.mark.parametrize("backend", SLIC_BACKENDS)
+def test_a_pixel_far_from_every_centre_stays_finite_with_the_paper_weights(backend):
     grid = TileGrid(1, 2, 2, 2, 2)
     features = torch.full((1, 1, 4), 100.0, dtype=torch.float64)
     fallback = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     init = torch.zeros(1, 2, 4, dtype=torch.float64)
     init[0, 0] = 1.0
-    out = slic_assignment(features, grid.valid(dtype=torch.float64),
-                          torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0, 1]]), init,
-                          fallback, num_iterations=2, weights="paper")
+    with slic_backend(backend):
+        out = slic_assignment(features, grid.valid(dtype=torch.float64),
+                              torch.zeros(1, 1, dtype=torch.float64), torch.tensor([[0, 1]]),
+                              init, fallback, num_iterations=2, weights="paper")
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.sum(1), torch.ones(1, 4, dtype=torch.float64))
 

@@ -1,0 +1,25 @@
+"""The compiled library of the clustering's fused CPU kernels, loaded once.
+
+``pyg_hgconv/csrc`` holds two kernels of one library,
+``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (``make`` builds it with
+``tools/build_kernels.py``): the group adjacency of Eq. 4
+(:mod:`~pyg_hgconv.nn.pool.fused_adjacency`) and the SLIC iterations of
+Algorithm 1 (:mod:`~pyg_hgconv.nn.pool.fused_slic`). :data:`BACKEND` says
+whether it is loaded and :data:`FALLBACK_REASON` why not;
+``PYG_HGCONV_KERNELS=0`` in the environment forces the pure-PyTorch paths.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pyg_hgconv.utils.kernels import load_kernel_library
+
+LIBRARY = Path(__file__).resolve().parents[2] / "_lib" / "pyg_hgconv_kernels.so"
+#: the dtypes the kernels are compiled for
+FUSED_DTYPES = (torch.float32, torch.float64)
+
+FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "PYG_HGCONV_KERNELS")
+#: ``"fused"`` when the library is loaded, else ``"pytorch"``.
+BACKEND: str = "pytorch" if FALLBACK_REASON else "fused"
