@@ -2,10 +2,11 @@
 
 * ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
   (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
-* ``pyg_hgconv/csrc/group_adjacency.cpp`` and ``pyg_hgconv/csrc/slic.cpp`` ->
+* ``pyg_hgconv/csrc/{group_adjacency,slic,assignment_coo}.cpp`` ->
   ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's group adjacency,
-  :mod:`pyg_hgconv.nn.pool.fused_adjacency`, and its SLIC iterations,
-  :mod:`pyg_hgconv.nn.pool.fused_slic`).
+  :mod:`pyg_hgconv.nn.pool.fused_adjacency`, its SLIC iterations,
+  :mod:`pyg_hgconv.nn.pool.fused_slic`, and the coordinate form of its
+  assignment, :mod:`pyg_hgconv.nn.pool.fused_coo`).
 
 ``make`` runs this after installing the package; it needs a C++ compiler (the
 one that built the PyG extensions). Without a built library the code using it
@@ -26,7 +27,8 @@ KERNELS = {
     "tvconv_kernels": ((ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp",),
                        ROOT / "tvconv" / "_lib"),
     "pyg_hgconv_kernels": ((ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "slic.cpp"),
+                            ROOT / "pyg_hgconv" / "csrc" / "slic.cpp",
+                            ROOT / "pyg_hgconv" / "csrc" / "assignment_coo.cpp"),
                            ROOT / "pyg_hgconv" / "_lib"),
 }
 
@@ -38,7 +40,8 @@ def build(name: str, sources: tuple[Path, ...], lib_dir: Path, verbose: bool) ->
     lib_dir.mkdir(parents=True, exist_ok=True)
     stamp = lib_dir / "torch_version.txt"
     stamp.unlink(missing_ok=True)
-    cpp_extension.load(name=name, sources=[str(source) for source in sources], build_directory=str(lib_dir),
+    cpp_extension.load(name=name, sources=[str(source) for source in sources],
+                       build_directory=str(lib_dir),
                        extra_cflags=["-O3", "-march=native", "-fopenmp"],
                        extra_ldflags=["-fopenmp"], is_python_module=False, verbose=verbose)
     tmp = stamp.with_suffix(".tmp")

@@ -1,10 +1,11 @@
 """The compiled library of the clustering's fused CPU kernels, loaded once.
 
-``pyg_hgconv/csrc`` holds two kernels of one library,
+``pyg_hgconv/csrc`` holds the kernels of one library,
 ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (``make`` builds it with
 ``tools/build_kernels.py``): the group adjacency of Eq. 4
-(:mod:`~pyg_hgconv.nn.pool.fused_adjacency`) and the SLIC iterations of
-Algorithm 1 (:mod:`~pyg_hgconv.nn.pool.fused_slic`). :data:`BACKEND` says
+(:mod:`~pyg_hgconv.nn.pool.fused_adjacency`), the SLIC iterations of
+Algorithm 1 (:mod:`~pyg_hgconv.nn.pool.fused_slic`) and the coordinate form of
+the assignment (:mod:`~pyg_hgconv.nn.pool.fused_coo`). :data:`BACKEND` says
 whether it is loaded and :data:`FALLBACK_REASON` why not;
 ``PYG_HGCONV_KERNELS=0`` in the environment forces the pure-PyTorch paths.
 """

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pyg_hgconv.nn.pool.fused_coo import fused_coo_applies, fused_tiles_to_coo
 from pyg_hgconv.utils.checks import check_float_tensor, check_positive_int
 from pyg_hgconv.utils.sparse import SegmentSum
 
@@ -316,7 +317,10 @@ class TiledAssignment:
 
     def to_coo(self) -> tuple[Tensor, Tensor]:
         """The non-zero entries as ``(assign_index [2, nnz] = (pixel, group),
-        assign_weight [nnz])``, sorted by pixel, then by candidate slot."""
+        assign_weight [nnz])``, sorted by pixel, then by candidate slot (by the
+        fused kernel where no gradient is needed, :mod:`~pyg_hgconv.nn.pool.fused_coo`)."""
+        if fused_coo_applies(self.weight):
+            return fused_tiles_to_coo(self.weight, self.candidates, self.grid)
         m = self.candidates.size(1)
         weight = self.grid.to_pixels(self.weight)  # [N_pix, m]
         groups = self.grid.per_pixel(self.candidates)
