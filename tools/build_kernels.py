@@ -2,11 +2,12 @@
 
 * ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
   (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
-* ``pyg_hgconv/csrc/{group_adjacency,slic,assignment_coo}.cpp`` ->
+* ``pyg_hgconv/csrc/{group_adjacency,slic,assignment_coo,pooling}.cpp`` ->
   ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's group adjacency,
   :mod:`pyg_hgconv.nn.pool.fused_adjacency`, its SLIC iterations,
-  :mod:`pyg_hgconv.nn.pool.fused_slic`, and the coordinate form of its
-  assignment, :mod:`pyg_hgconv.nn.pool.fused_coo`).
+  :mod:`pyg_hgconv.nn.pool.fused_slic`, the coordinate form of its
+  assignment, :mod:`pyg_hgconv.nn.pool.fused_coo`, and its pooling and
+  unpooling on channels-last maps, :mod:`pyg_hgconv.nn.pool.fused_pooling`).
 
 ``make`` runs this after installing the package; it needs a C++ compiler (the
 one that built the PyG extensions). Without a built library the code using it
@@ -28,7 +29,8 @@ KERNELS = {
                        ROOT / "tvconv" / "_lib"),
     "pyg_hgconv_kernels": ((ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
                             ROOT / "pyg_hgconv" / "csrc" / "slic.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "assignment_coo.cpp"),
+                            ROOT / "pyg_hgconv" / "csrc" / "assignment_coo.cpp",
+                            ROOT / "pyg_hgconv" / "csrc" / "pooling.cpp"),
                            ROOT / "pyg_hgconv" / "_lib"),
 }
 

@@ -30,6 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pyg_hgconv.nn.pool.fused_coo import fused_coo_applies, fused_tiles_to_coo
+from pyg_hgconv.nn.pool.fused_pooling import (
+    fused_pool,
+    fused_pool_applies,
+    fused_unpool,
+    fused_unpool_applies,
+)
 from pyg_hgconv.utils.checks import check_float_tensor, check_positive_int
 from pyg_hgconv.utils.sparse import SegmentSum
 
@@ -272,8 +278,10 @@ class TiledAssignment:
         .. math::
             \hat{X} = \bar{S}^\top X = Z^{-1} \sum_t S_t X_t,
 
-        one ``[m, P] x [P, C]`` product per tile, summed into the groups. A
-        group without pixels gets zeros.
+        one ``[m, P] x [P, C]`` product per tile, summed into the groups (on
+        a channels-last ``x`` without a gradient, the fused kernel of
+        :mod:`~pyg_hgconv.nn.pool.fused_pooling` instead). A group without
+        pixels gets zeros.
         """
         check_float_tensor(x, "x", ndim=4, shape_hint="[B, C, H, W]")
         grid = self.grid
@@ -281,6 +289,9 @@ class TiledAssignment:
             raise ValueError(f"'x' of shape {tuple(x.shape)} does not match the assignment's "
                              f"{grid.batch_size} images of size {(grid.height, grid.width)}")
         weight = self.weight.to(x.dtype)
+        if fused_pool_applies(x, weight):
+            return fused_pool(x, weight, self.candidates, self.num_groups, grid,
+                              mass_eps(weight))
         tiles = grid.to_tiles(x)  # [T, C, P]
         total = self.sum_into_groups(torch.bmm(weight, tiles.transpose(1, 2)))  # [N_grp, C]
         mass = self.sum_into_groups(weight.sum(2, keepdim=True))
@@ -304,13 +315,17 @@ class TiledAssignment:
         .. math::
             X = \tilde{S} X', \qquad \tilde{S} = \tilde{Z}^{-1} S,
 
-        one ``[C, m] x [m, P]`` product per tile.
+        one ``[C, m] x [m, P]`` product per tile (without a gradient, the
+        fused kernel of :mod:`~pyg_hgconv.nn.pool.fused_pooling` instead,
+        which writes a channels-last map).
         """
         check_float_tensor(z, "z", ndim=2, shape_hint="[N_grp, C]")
         if z.size(0) != self.num_groups:
             raise ValueError(f"'z' has {z.size(0)} rows but the assignment has "
                              f"{self.num_groups} groups")
         weight = self.weight.to(z.dtype)
+        if fused_unpool_applies(z, weight):
+            return fused_unpool(z, weight, self.candidates, self.grid, mass_eps(weight))
         rows = weight / weight.sum(1, keepdim=True).clamp_min(mass_eps(weight))
         gathered = z[self.candidates]  # [T, m, C]
         return self.grid.from_tiles(torch.bmm(gathered.transpose(1, 2), rows))
