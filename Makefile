@@ -26,7 +26,7 @@ tvconv/_lib/tvconv_kernels.so: $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/bu
 
 pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) pyg_hgconv/csrc/group_adjacency.cpp \
 		pyg_hgconv/csrc/slic.cpp pyg_hgconv/csrc/assignment_coo.cpp \
-		pyg_hgconv/csrc/pooling.cpp tools/build_kernels.py
+		pyg_hgconv/csrc/pooling.cpp pyg_hgconv/csrc/centroid_edges.cpp tools/build_kernels.py
 	$(PY) tools/build_kernels.py --only pyg_hgconv_kernels
 
 lint: $(DEVENV) $(KERNELS)

@@ -2,8 +2,8 @@
 
 * ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
   (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
-* ``pyg_hgconv/csrc/{group_adjacency,slic,assignment_coo,pooling}.cpp`` ->
-  ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's group adjacency,
+* ``pyg_hgconv/csrc/*.cpp`` -> ``pyg_hgconv/_lib/pyg_hgconv_kernels.so``
+  (HG-Conv's group adjacency and its centroid-rule edges,
   :mod:`pyg_hgconv.nn.pool.fused_adjacency`, its SLIC iterations,
   :mod:`pyg_hgconv.nn.pool.fused_slic`, the coordinate form of its
   assignment, :mod:`pyg_hgconv.nn.pool.fused_coo`, and its pooling and
@@ -30,7 +30,8 @@ KERNELS = {
     "pyg_hgconv_kernels": ((ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
                             ROOT / "pyg_hgconv" / "csrc" / "slic.cpp",
                             ROOT / "pyg_hgconv" / "csrc" / "assignment_coo.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "pooling.cpp"),
+                            ROOT / "pyg_hgconv" / "csrc" / "pooling.cpp",
+                            ROOT / "pyg_hgconv" / "csrc" / "centroid_edges.cpp"),
                            ROOT / "pyg_hgconv" / "_lib"),
 }
 

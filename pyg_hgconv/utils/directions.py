@@ -54,7 +54,7 @@ def offsets_tensor(device: torch.device | None = None) -> Tensor:
 
 
 #: :math:`\tan(22.5°)`: the sector boundary between an axis and a diagonal direction
-_TAN_SECTOR = math.tan(math.pi / 8)
+TAN_SECTOR = math.tan(math.pi / 8)
 
 
 def displacement_direction(delta: Tensor) -> Tensor:
@@ -72,8 +72,8 @@ def displacement_direction(delta: Tensor) -> Tensor:
         LongTensor ``[...]`` of types in ``0..8``.
     """
     dx, dy = delta[..., 0], delta[..., 1]
-    sx = torch.where(dx.abs() > _TAN_SECTOR * dy.abs(), torch.sign(dx), torch.zeros_like(dx))
-    sy = torch.where(dy.abs() > _TAN_SECTOR * dx.abs(), torch.sign(dy), torch.zeros_like(dy))
+    sx = torch.where(dx.abs() > TAN_SECTOR * dy.abs(), torch.sign(dx), torch.zeros_like(dx))
+    sy = torch.where(dy.abs() > TAN_SECTOR * dx.abs(), torch.sign(dy), torch.zeros_like(dy))
     return ((sy + 1) * 3 + (sx + 1)).long()
 
 

@@ -27,13 +27,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.fused_adjacency import fused_applies, fused_half_direction_blocks
+from pyg_hgconv.nn.pool.fused_adjacency import (
+    fused_applies,
+    fused_centroid_applies,
+    fused_centroid_edges,
+    fused_half_direction_blocks,
+)
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
 from pyg_hgconv.utils.directions import (
     HALF_DIRECTIONS,
     NUM_DIRECTIONS,
     OFFSETS,
     SELF_LOOP,
+    TAN_SECTOR,
     direction_lengths,
     displacement_direction,
 )
@@ -363,6 +369,10 @@ def dense_group_adjacency(assignment: TiledAssignment, noise_cancel: bool = True
     image = torch.repeat_interleave(torch.arange(b, device=device), counts, output_size=n)
     local = torch.arange(n, device=device) - first[image]
     half = dense_half_blocks(assignment, image, local, b, n_max)  # [B, half, t, s]
+    if max_direction and direction_rule == "centroid" and fused_centroid_applies(half, pos):
+        # the steps below in one pass per image (no gradient)
+        return fused_centroid_edges(half, pos.detach(), counts, noise_cancel, threshold,
+                                    TAN_SECTOR)
     if noise_cancel:  # Eq. 7: the opposite direction of the pair is the transpose
         half = (half - half.transpose(2, 3)).clamp_min(0.0)
     slots = torch.arange(n_max, device=device)

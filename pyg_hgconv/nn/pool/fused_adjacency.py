@@ -36,6 +36,12 @@ def backend_info() -> dict[str, str | None]:
 
 
 if BACKEND == "fused":
+    @torch.library.register_fake("pyg_hgconv::centroid_edges")
+    def _centroid_edges_fake(half, pos, counts, noise_cancel, threshold, tan_sector):
+        num_edges = torch.library.get_ctx().new_dynamic_size()
+        return (counts.new_empty((2, num_edges)), counts.new_empty((num_edges,)),
+                half.new_empty((num_edges,)))
+
     @torch.library.register_fake("pyg_hgconv::half_direction_blocks")
     def _half_direction_blocks_fake(weight, local, batch, height, width, tile_h, tile_w, n):
         return weight.new_empty((batch, 4, n, n))
@@ -86,3 +92,33 @@ def fused_half_direction_blocks(weight: Tensor, local_candidates: Tensor, grid,
     return torch.ops.pyg_hgconv.half_direction_blocks(
         weight, local_candidates, grid.batch_size, grid.height, grid.width, grid.tile_h,
         grid.tile_w, n)
+
+
+def fused_centroid_applies(half: Tensor, pos: Tensor) -> bool:
+    """Whether :func:`fused_centroid_edges` runs: the library is loaded, CPU,
+    ``half`` and ``pos`` of one float32/float64 dtype, no gradient needed."""
+    return (BACKEND == "fused" and half.device.type == "cpu" and half.dtype in FUSED_DTYPES
+            and pos.dtype == half.dtype and pos.device == half.device
+            and not (torch.is_grad_enabled() and half.requires_grad))
+
+
+def fused_centroid_edges(half: Tensor, pos: Tensor, counts: Tensor, noise_cancel: bool,
+                         threshold: float, tan_sector: float):
+    r"""The ``'centroid'`` rule's edges from the dense half blocks, by the fused
+    op ``pyg_hgconv::centroid_edges`` (``pyg_hgconv/csrc/centroid_edges.cpp``,
+    no gradient): Eq. 7 when ``noise_cancel``, one edge per pair whose whole
+    contact :math:`\sum_\delta \hat{A}^\delta_{ts} + \hat{A}^\delta_{st}`
+    reaches ``threshold``, typed by the sector of the centroid displacement,
+    and the identity self loops.
+
+    Args:
+        half (Tensor): ``[B, 4, n, n]`` blocks of Eq. 4 before Eq. 7.
+        pos (Tensor): ``[N, 2]`` group centroids ``(x, y)`` in node order.
+        counts (LongTensor): ``[B]`` groups of every image.
+
+    Returns:
+        ``(edge_index [2, E], edge_type [E], edge_weight [E])`` sorted by
+        target, then type, then source.
+    """
+    return torch.ops.pyg_hgconv.centroid_edges(half, pos, counts, bool(noise_cancel),
+                                               float(threshold), float(tan_sector))

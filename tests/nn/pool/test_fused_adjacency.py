@@ -1,11 +1,13 @@
 """The fused group-adjacency op against the dense S^T A^delta S reference and the
 pure-PyTorch tile blocks (values, gradients, torch.compile)."""
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyg_hgconv.nn.pool import fused_adjacency
+from pyg_hgconv.nn.pool import adjacency, fused_adjacency
 from pyg_hgconv.nn.pool.adjacency import build_group_adjacency, dense_half_blocks
 from pyg_hgconv.nn.pool.tiling import TiledAssignment
 from pyg_hgconv.utils.directions import HALF_DIRECTIONS
@@ -191,3 +193,47 @@ def test_kernel_library_loader_says_why_it_falls_back(tmp_path, monkeypatch):
     assert "built for torch unknown" in load_kernel_library(library, "SOME_KERNELS")
     library.with_name("torch_version.txt").write_text(torch.__version__ + "\n")
     assert load_kernel_library(library, "SOME_KERNELS").startswith("failed to load")
+
+
+@needs_fused
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(2, 9), width=st.integers(2, 10),
+       groups=st.integers(1, 7), noise_cancel=st.booleans(),
+       threshold=st.sampled_from([0.0, 0.05, 0.5]), coincide=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_fused_centroid_edges_equal_the_pytorch_steps(batch, height, width, groups,
+                                                      noise_cancel, threshold, coincide,
+                                                      dtype, seed):
+    """The centroid rule's edges (Eq. 7, contact threshold, sector types, the
+    strongest type where centroids coincide, self loops, the order) with the
+    fused op and with the array steps."""
+    assignment = random_tiled(batch, height, width, 2, 3, groups, 4, seed)
+    assignment = TiledAssignment(assignment.grid, assignment.candidates,
+                                 assignment.weight.to(dtype), assignment.num_groups)
+    pos = assignment.centroids()
+    if coincide:  # every other group on top of its predecessor
+        pos[1::2] = pos[0:-1:2] if pos.size(0) % 2 == 0 else pos[0:-2:2]
+    counts = torch.full((batch,), groups)
+    options = dict(noise_cancel=noise_cancel, direction_rule="centroid", pos=pos,
+                   groups_per_image=counts, threshold=threshold)
+    fused = build_group_adjacency(assignment, **options)
+    with mock.patch.object(adjacency, "fused_centroid_applies", lambda *a: False):
+        reference = build_group_adjacency(assignment, **options)
+    assert torch.equal(fused[0], reference[0]) and torch.equal(fused[1], reference[1])
+    torch.testing.assert_close(fused[2], reference[2])
+    # the fused op is what ran, and a gradient still takes the array steps
+    weight = assignment.weight.clone().requires_grad_()
+    tiled = TiledAssignment(assignment.grid, assignment.candidates, weight,
+                            assignment.num_groups)
+    with_grad = build_group_adjacency(tiled, **options)
+    assert with_grad[2].requires_grad and torch.equal(with_grad[0], fused[0])
+
+
+@needs_fused
+def test_fused_centroid_edges_pass_opcheck():
+    assignment = random_tiled(2, 6, 7, 2, 3, 5, 4, seed=4)
+    image, local = local_index(assignment, 2, 5)
+    half = dense_half_blocks(assignment, image, local, 2, 5).float()
+    torch.library.opcheck(torch.ops.pyg_hgconv.centroid_edges.default,
+                          (half, assignment.centroids().float(), torch.full((2,), 5), True, 0.1,
+                           0.4142))
