@@ -103,7 +103,7 @@ at::Tensor pool_channels_last(const at::Tensor& x_in, const at::Tensor& weight_i
       for (int64_t group = 0; group < num_groups; ++group) {
         const scalar_t inv = scalar_t(1) / std::max(mass[group], static_cast<scalar_t>(eps));
         scalar_t* row = o + group * g.C;
-              _Pragma("omp simd")
+        _Pragma("omp simd")
         for (int64_t c = c0; c < c1; ++c) row[c] *= inv;
       }
     });
@@ -148,7 +148,7 @@ at::Tensor unpool_channels_last(const at::Tensor& z_in, const at::Tensor& weight
                       "unpool_channels_last: 'candidates' must index the rows of 'z'");
           const scalar_t* src = zp + group * g.C;
           const scalar_t a = v * inv;
-              _Pragma("omp simd")
+          _Pragma("omp simd")
           for (int64_t c = 0; c < g.C; ++c) row[c] += a * src[c];
         }
       }

@@ -82,8 +82,8 @@ SlicSizes check_slic(const at::Tensor& features, const at::Tensor& valid,
 // of r, then 2^k from the exponent bits; within 2 ulp; 0 below -87.3, the
 // float range), double by std::exp. k is rounded by adding and subtracting
 // 1.5 * 2^23 (its low bits then hold k), as floor and float -> int conversions
-// do not vectorise under strict IEEE semantics. libm's scalar exp was 80% of the
-// kernel's time.
+// do not vectorise under strict IEEE semantics (libm's exp does not vectorise
+// either).
 inline void exp_array(const float* x, float* out, int64_t n) {
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
   constexpr int32_t kRoundBits = 0x4B400000;

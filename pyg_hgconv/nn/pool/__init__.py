@@ -12,6 +12,12 @@ module                         step (paper)
 :mod:`.pooling`                pooling (Eq. 5) and unpooling (Eq. 6)
 :mod:`.image_to_group_graph`   :class:`ImageToGroupGraph`, the learnable module that
                                wires the steps together
+:mod:`.kernels`                the compiled library of the fused CPU kernels below
+:mod:`.fused_slic`             Algorithm 1's iterations in one op (no gradient)
+:mod:`.fused_coo`              the coordinate form of :math:`S` (no gradient)
+:mod:`.fused_pooling`          Eqs. 5-6 on channels-last maps (no gradient)
+:mod:`.fused_adjacency`        Eq. 4's blocks (with gradient) and the centroid
+                               rule's typed edges (no gradient)
 =============================  ===================================================
 """
 from .image_to_group_graph import ImageToGroupGraph
