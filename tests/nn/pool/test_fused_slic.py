@@ -113,3 +113,21 @@ def test_candidates_of_another_image_are_refused():
     with pytest.raises(RuntimeError, match="its own centres"):
         fused_slic.fused_slic_assignment(features, valid, origins, crossed, init, fallback,
                                          grid.tiles_per_image, 1, 1e-3, True)
+
+
+@needs_fused
+# the tiling's constants are cached with functools.lru_cache, which Dynamo traces through
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+def test_the_module_with_the_fused_ops_traces_under_torch_compile():
+    """Dynamo traces the fused ops through their fake kernels (graph breaks at
+    the data-dependent sizes) and the compiled module builds the same graph."""
+    module = ImageToGroupGraph(num_groups=20, embed_channels=None, learnable=False).eval()
+    images = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eager = module(images, as_batch=False)
+        compiled = torch.compile(module, backend="eager")(images, as_batch=False)
+    assert torch.equal(eager.edge_index, compiled.edge_index)
+    assert torch.equal(eager.edge_type, compiled.edge_type)
+    assert torch.equal(eager.assign_index, compiled.assign_index)
+    torch.testing.assert_close(eager.x, compiled.x)
+    torch.testing.assert_close(eager.edge_weight, compiled.edge_weight)
