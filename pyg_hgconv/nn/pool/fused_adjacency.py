@@ -27,7 +27,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.kernels import BACKEND, FALLBACK_REASON, FUSED_DTYPES
+from pyg_hgconv.nn.pool.kernels import (
+    BACKEND,
+    FALLBACK_REASON,
+    FUSED_DTYPES,
+    runs_without_grad,
+)
 
 
 def backend_info() -> dict[str, str | None]:
@@ -97,9 +102,7 @@ def fused_half_direction_blocks(weight: Tensor, local_candidates: Tensor, grid,
 def fused_centroid_applies(half: Tensor, pos: Tensor) -> bool:
     """Whether :func:`fused_centroid_edges` runs: the library is loaded, CPU,
     ``half`` and ``pos`` of one float32/float64 dtype, no gradient needed."""
-    return (BACKEND == "fused" and half.device.type == "cpu" and half.dtype in FUSED_DTYPES
-            and pos.dtype == half.dtype and pos.device == half.device
-            and not (torch.is_grad_enabled() and half.requires_grad))
+    return runs_without_grad(BACKEND, half, pos.detach())
 
 
 def fused_centroid_edges(half: Tensor, pos: Tensor, counts: Tensor, noise_cancel: bool,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.kernels import BACKEND, FUSED_DTYPES
+from pyg_hgconv.nn.pool.kernels import BACKEND, runs_without_grad
 
 if BACKEND == "fused":
     @torch.library.register_fake("pyg_hgconv::tiles_to_coo")
@@ -28,8 +28,7 @@ if BACKEND == "fused":
 
 def fused_coo_applies(weight: Tensor) -> bool:
     """Whether :func:`fused_tiles_to_coo` runs on the tiled weights ``weight``."""
-    return (BACKEND == "fused" and weight.device.type == "cpu" and weight.dtype in FUSED_DTYPES
-            and not (torch.is_grad_enabled() and weight.requires_grad))
+    return runs_without_grad(BACKEND, weight)
 
 
 def fused_tiles_to_coo(weight: Tensor, candidates: Tensor, grid) -> tuple[Tensor, Tensor]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.kernels import BACKEND, FUSED_DTYPES
+from pyg_hgconv.nn.pool.kernels import BACKEND, runs_without_grad
 
 if BACKEND == "fused":
     @torch.library.register_fake("pyg_hgconv::pool_channels_last")
@@ -37,23 +37,16 @@ if BACKEND == "fused":
             memory_format=torch.channels_last)
 
 
-def _no_grad_cpu(*tensors: Tensor) -> bool:
-    if BACKEND != "fused":
-        return False
-    if any(t.device.type != "cpu" or t.dtype not in FUSED_DTYPES for t in tensors):
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-
-
 def fused_pool_applies(x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`fused_pool` runs: ``x`` channels-last, CPU, float32/64
     (``weight`` too), and no gradient needed."""
-    return x.is_contiguous(memory_format=torch.channels_last) and _no_grad_cpu(x, weight)
+    return (x.is_contiguous(memory_format=torch.channels_last)
+            and runs_without_grad(BACKEND, x, weight))
 
 
 def fused_unpool_applies(z: Tensor, weight: Tensor) -> bool:
     """Whether :func:`fused_unpool` runs: CPU, float32/64, no gradient needed."""
-    return _no_grad_cpu(z, weight)
+    return runs_without_grad(BACKEND, z, weight)
 
 
 def fused_pool(x: Tensor, weight: Tensor, candidates: Tensor, num_groups: int, grid,

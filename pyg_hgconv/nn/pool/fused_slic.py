@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.kernels import BACKEND, FALLBACK_REASON, FUSED_DTYPES
+from pyg_hgconv.nn.pool.kernels import BACKEND, FALLBACK_REASON, runs_without_grad
 
 
 def backend_info() -> dict[str, str | None]:
@@ -48,14 +48,7 @@ def fused_slic_applies(features: Tensor, origins: Tensor, fallback: Tensor) -> b
     """Whether :func:`fused_slic_assignment` runs: the library is loaded, the
     tensors are on the CPU in one float32/float64 dtype, and none of them
     needs a gradient."""
-    if BACKEND != "fused":
-        return False
-    tensors = (features, origins, fallback)
-    if any(t.device.type != "cpu" or t.dtype != features.dtype for t in tensors):
-        return False
-    if features.dtype not in FUSED_DTYPES:
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    return runs_without_grad(BACKEND, features, origins, fallback)
 
 
 def fused_slic_assignment(features: Tensor, valid: Tensor, origins: Tensor, candidates: Tensor,

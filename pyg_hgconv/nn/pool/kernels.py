@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from pyg_hgconv.utils.kernels import load_kernel_library
 
@@ -25,3 +26,17 @@ FUSED_DTYPES = (torch.float32, torch.float64)
 FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "PYG_HGCONV_KERNELS")
 #: ``"fused"`` when the library is loaded, else ``"pytorch"``.
 BACKEND: str = "pytorch" if FALLBACK_REASON else "fused"
+
+
+def runs_without_grad(backend: str, *tensors: Tensor) -> bool:
+    """Whether a forward-only fused op may run on ``tensors``: ``backend`` (the
+    calling module's :data:`BACKEND`, which tests may switch off) is ``"fused"``,
+    the tensors are on the CPU in one float32/float64 dtype, and none of them
+    needs a gradient."""
+    if backend != "fused":
+        return False
+    dtype = tensors[0].dtype
+    if dtype not in FUSED_DTYPES or any(t.device.type != "cpu" or t.dtype != dtype
+                                        for t in tensors):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
