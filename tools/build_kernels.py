@@ -27,11 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNELS = {
     "tvconv_kernels": ((ROOT / "tvconv" / "csrc" / "per_pixel_conv.cpp",),
                        ROOT / "tvconv" / "_lib"),
-    "pyg_hgconv_kernels": ((ROOT / "pyg_hgconv" / "csrc" / "group_adjacency.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "slic.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "assignment_coo.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "pooling.cpp",
-                            ROOT / "pyg_hgconv" / "csrc" / "centroid_edges.cpp"),
+    "pyg_hgconv_kernels": (tuple(sorted((ROOT / "pyg_hgconv" / "csrc").glob("*.cpp"))),
                            ROOT / "pyg_hgconv" / "_lib"),
 }
 

@@ -1,14 +1,9 @@
 // Fused CPU kernel of the last steps of HG-Conv's group adjacency with the
 // 'centroid' direction rule (pyg_hgconv/nn/pool/adjacency.py, _centroid_edges):
 // from the dense half-direction blocks A[b, d, t, s] of Eq. 4 (target t, source
-// s, half direction d of (5, 6, 7, 8)) of every image,
-//
-//   Eq. 7 (noise_cancel):  A^delta <- max(A^delta - (A^delta)^T, 0)
-//   contact:               w_ts = sum_d A[d, t, s] + A[d, s, t]
-//   one edge s -> t per pair with w_ts >= threshold (> 0 for threshold 0), its
-//   type the 45-degree sector of pos[s] - pos[t] (the strongest of the nine
-//   weights where the centroids coincide, ties to the smallest type when t < s,
-//   else to the largest), plus the identity self loops (supplementary B),
+// s, half direction d of (5, 6, 7, 8)) of every image, one edge s -> t per pair
+// by the rule of edges.h (Eq. 7, the pair's contact, its centroid sector), plus
+// the identity self loops (supplementary B),
 //
 // sorted by target, then type, then source, with global node ids first[b] + t.
 // Threaded over images; each image's edges are collected per target in nine
@@ -23,22 +18,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 #include <vector>
 
+#include "edges.h"
+#include "entries.h"
+
 namespace {
 
-constexpr int kTypes = 9;
-constexpr int kSelf = 4;
-
-template <typename scalar_t>
-int sector(scalar_t dx, scalar_t dy, scalar_t tan_sector) {
-  const scalar_t ax = std::abs(dx), ay = std::abs(dy);
-  const int sx = ax > tan_sector * ay ? (dx > 0 ? 1 : -1) : 0;
-  const int sy = ay > tan_sector * ax ? (dy > 0 ? 1 : -1) : 0;
-  return (sy + 1) * 3 + (sx + 1);
-}
+using namespace pyg_hgconv;
 
 template <typename scalar_t>
 struct Edge {
@@ -81,12 +69,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centroid_edges(
       std::vector<std::vector<Edge<scalar_t>>> bucket(kTypes);
       for (int64_t b = begin; b < end; ++b) {
         const scalar_t* blk = h + b * 4 * n * n;
-        auto a = [&](int d, int64_t t, int64_t s) {  // A^delta_ts after Eq. 7
-          const scalar_t v = blk[(d * n + t) * n + s];
-          if (!noise_cancel) return v;
-          const scalar_t c = v - blk[(d * n + s) * n + t];
-          return c > scalar_t(0) ? c : scalar_t(0);
-        };
         const scalar_t* pb = p + first[b] * 2;
         auto& out = edges[b];
         for (int64_t t = 0; t < count[b]; ++t) {
@@ -96,31 +78,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centroid_edges(
               bucket[kSelf].push_back({s, scalar_t(1)});
               continue;
             }
-            scalar_t total = 0;
-            for (int d = 0; d < 4; ++d) total += a(d, t, s);
-            scalar_t total_t = 0;
-            for (int d = 0; d < 4; ++d) total_t += a(d, s, t);
-            total = total + total_t;
-            if (!(thr > scalar_t(0) ? total >= thr : total > scalar_t(0))) continue;
-            int k = sector(pb[s * 2] - pb[t * 2], pb[s * 2 + 1] - pb[t * 2 + 1], tan);
-            if (k == kSelf) {  // coinciding centroids: the strongest of the nine types
-              scalar_t score[kTypes];
-              for (int d = 0; d < 4; ++d) {
-                score[5 + d] = a(d, t, s);
-                score[3 - d] = a(d, s, t);
-              }
-              score[kSelf] = 0;
-              scalar_t best = score[0];
-              for (int i = 1; i < kTypes; ++i) best = score[i] > best ? score[i] : best;
-              k = -1;
-              for (int i = 0; i < kTypes; ++i) {
-                const int type = t < s ? i : kTypes - 1 - i;
-                if (score[type] == best) {
-                  k = type;
-                  break;
-                }
-              }
-            }
+            int k;
+            scalar_t total;
+            if (!centroid_edge(blk, DirectionMajor{n}, t, s, pb, noise_cancel, thr, tan, k,
+                               total))
+              continue;
             bucket[k].push_back({s, total});
           }
           for (int k = 0; k < kTypes; ++k)

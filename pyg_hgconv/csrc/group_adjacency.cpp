@@ -8,8 +8,9 @@
 // ([T, m, P] weights of the m candidates of every tile, candidates [T, m]).
 // Only the non-zero entries of S are visited: after the 1e-3 filter of
 // Algorithm 1 a pixel keeps only a few of its m candidates, so a pixel pair
-// costs a few products instead of the m x m of a dense tile block.
-// Threaded over images with at::parallel_for (the images never touch).
+// costs a few products instead of the m x m of a dense tile block (entries.h,
+// shared with the whole clustering op of clustering.cpp). Threaded over images
+// with at::parallel_for (the images never touch).
 //
 // The backward gives the gradient of every stored weight, zeros included (the
 // same as the dense formulation): dL/dS[p, g] = sum_d sum_h G[b, d, g, h] S[p + delta_d, h]
@@ -25,14 +26,15 @@
 
 #include <vector>
 
+#include "entries.h"
+
 namespace {
 
-constexpr int kHalf = 4;
-constexpr int64_t kDy[kHalf] = {0, 1, 1, 1};
-constexpr int64_t kDx[kHalf] = {1, -1, 0, 1};
+using namespace pyg_hgconv;
 
 struct Tiling {
-  int64_t B, H, W, th, tw, tiles_y, tiles_x, m, P, n;
+  int64_t B, n;
+  ImageTiling image;
 };
 
 Tiling check(const at::Tensor& weight, const at::Tensor& local, int64_t batch, int64_t height,
@@ -43,11 +45,10 @@ Tiling check(const at::Tensor& weight, const at::Tensor& local, int64_t batch, i
               "half_direction_blocks: 'local' must be a LongTensor [T, m]");
   TORCH_CHECK(batch >= 1 && height >= 1 && width >= 1 && tile_h >= 1 && tile_w >= 1 && n >= 1,
               "half_direction_blocks: sizes must be >= 1");
-  Tiling g{batch, height, width, tile_h, tile_w, (height + tile_h - 1) / tile_h,
-           (width + tile_w - 1) / tile_w, weight.size(1), weight.size(2), n};
-  TORCH_CHECK(weight.size(0) == batch * g.tiles_y * g.tiles_x && g.P == tile_h * tile_w,
+  const Tiling g{batch, n, ImageTiling(height, width, tile_h, tile_w, weight.size(1))};
+  TORCH_CHECK(weight.size(0) == batch * g.image.tiles() && weight.size(2) == g.image.P,
               "half_direction_blocks: 'weight' ", weight.sizes(), " does not fit the tiling");
-  TORCH_CHECK(local.size(0) == weight.size(0) && local.size(1) == g.m,
+  TORCH_CHECK(local.size(0) == weight.size(0) && local.size(1) == g.image.m,
               "half_direction_blocks: 'local' must be [T, m] like 'weight'");
   TORCH_CHECK(local.numel() == 0 || (local.min().item<int64_t>() >= 0 &&
                                      local.max().item<int64_t>() < n),
@@ -55,48 +56,15 @@ Tiling check(const at::Tensor& weight, const at::Tensor& local, int64_t batch, i
   return g;
 }
 
-// The non-zero entries of every pixel of one image: groups and weights, m slots
-// per pixel (count[pixel] used), pixel-major. One per thread, refilled per image.
-template <typename scalar_t>
-struct ImageEntries {
-  const Tiling& g;
-  std::vector<int64_t> group;
-  std::vector<scalar_t> value;
-  std::vector<int> count;
-
-  explicit ImageEntries(const Tiling& tiling)
-      : g(tiling), group(tiling.H * tiling.W * tiling.m), value(tiling.H * tiling.W * tiling.m),
-        count(tiling.H * tiling.W) {}
-
-  void gather(int64_t b, const scalar_t* weight, const int64_t* local) {
-    for (int64_t y = 0; y < g.H; ++y) {
-      for (int64_t x = 0; x < g.W; ++x) {
-        const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
-        const int64_t pos = (y % g.th) * g.tw + x % g.tw;
-        const int64_t pixel = y * g.W + x;
-        int c = 0;
-        for (int64_t i = 0; i < g.m; ++i) {
-          const scalar_t w = weight[(tile * g.m + i) * g.P + pos];
-          if (w != scalar_t(0)) {
-            group[pixel * g.m + c] = local[tile * g.m + i];
-            value[pixel * g.m + c] = w;
-            ++c;
-          }
-        }
-        count[pixel] = c;
-      }
-    }
-  }
-};
-
-// Calls fn(b, entries) for every image b with the image's non-zero entries gathered,
-// threaded over the images (one gather buffer per thread).
+// Calls fn(b, entries) for every image b with the image's non-zero entries gathered
+// (PixelEntries, entries.h), threaded over the images (one gather buffer per thread).
 template <typename scalar_t, typename Fn>
 void for_each_image(const Tiling& g, const scalar_t* w, const int64_t* l, Fn&& fn) {
+  const int64_t per_image = g.image.tiles() * g.image.m;
   at::parallel_for(0, g.B, 1, [&](int64_t begin, int64_t end) {
-    ImageEntries<scalar_t> entries(g);
+    PixelEntries<scalar_t> entries;
     for (int64_t b = begin; b < end; ++b) {
-      entries.gather(b, w, l);
+      entries.gather(g.image, w + b * per_image * g.image.P, l + b * per_image);
       fn(b, entries);
     }
   });
@@ -113,27 +81,9 @@ at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& 
     const scalar_t* w = weight.data_ptr<scalar_t>();
     const int64_t* l = local.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    for_each_image(g, w, l, [&](int64_t b, const ImageEntries<scalar_t>& entries) {
-      const auto& group = entries.group;
-      const auto& value = entries.value;
-      const auto& count = entries.count;
-      scalar_t* block = o + b * kHalf * g.n * g.n;
-      for (int64_t y = 0; y < g.H; ++y) {
-        for (int64_t x = 0; x < g.W; ++x) {
-          const int64_t p = y * g.W + x;
-          for (int d = 0; d < kHalf; ++d) {
-            const int64_t ny = y + kDy[d], nx = x + kDx[d];
-            if (ny >= g.H || nx < 0 || nx >= g.W) continue;
-            const int64_t q = ny * g.W + nx;
-            scalar_t* plane = block + d * g.n * g.n;
-            for (int i = 0; i < count[p]; ++i) {
-              scalar_t* row = plane + group[p * g.m + i] * g.n;
-              const scalar_t wp = value[p * g.m + i];
-              for (int j = 0; j < count[q]; ++j) row[group[q * g.m + j]] += wp * value[q * g.m + j];
-            }
-          }
-        }
-      }
+    for_each_image(g, w, l, [&](int64_t b, const PixelEntries<scalar_t>& entries) {
+      accumulate_half_blocks<true>(g.image, entries, o + b * kHalf * g.n * g.n,
+                                   DirectionMajor{g.n}, [](int64_t, int64_t) {});
     });
   });
   return out;
@@ -156,36 +106,37 @@ at::Tensor half_direction_blocks_backward(const at::Tensor& grad_in, const at::T
     const int64_t* l = local.data_ptr<int64_t>();
     const scalar_t* gr = grad.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    for_each_image(g, w, l, [&](int64_t b, const ImageEntries<scalar_t>& entries) {
+    const ImageTiling& im = g.image;
+    for_each_image(g, w, l, [&](int64_t b, const PixelEntries<scalar_t>& entries) {
       const auto& group = entries.group;
       const auto& value = entries.value;
       const auto& count = entries.count;
       const scalar_t* block = gr + b * kHalf * g.n * g.n;
-      for (int64_t y = 0; y < g.H; ++y) {
-        for (int64_t x = 0; x < g.W; ++x) {
-          const int64_t tile = (b * g.tiles_y + y / g.th) * g.tiles_x + x / g.tw;
-          const int64_t pos = (y % g.th) * g.tw + x % g.tw;
-          for (int64_t i = 0; i < g.m; ++i) {  // every stored weight, zeros included
-            const int64_t gi = l[tile * g.m + i];
+      for (int64_t y = 0; y < im.H; ++y) {
+        for (int64_t x = 0; x < im.W; ++x) {
+          const int64_t tile = b * im.tiles() + im.tile(y, x), pos = im.position(y, x);
+          for (int64_t i = 0; i < im.m; ++i) {  // every stored weight, zeros included
+            const int64_t gi = l[tile * im.m + i];
             scalar_t acc = 0;
             for (int d = 0; d < kHalf; ++d) {
               const scalar_t* plane = block + d * g.n * g.n;
               // p is the target: its neighbour q = p + delta is the source
-              const int64_t ny = y + kDy[d], nx = x + kDx[d];
-              if (ny < g.H && nx >= 0 && nx < g.W) {
-                const int64_t q = ny * g.W + nx;
+              const int64_t ny = y + kHalfDy[d], nx = x + kHalfDx[d];
+              if (ny < im.H && nx >= 0 && nx < im.W) {
+                const int64_t q = ny * im.W + nx;
                 const scalar_t* row = plane + gi * g.n;
-                for (int j = 0; j < count[q]; ++j) acc += row[group[q * g.m + j]] * value[q * g.m + j];
+                for (int j = 0; j < count[q]; ++j)
+                  acc += row[group[q * im.m + j]] * value[q * im.m + j];
               }
               // p is the source of the pixel r = p - delta
-              const int64_t ry = y - kDy[d], rx = x - kDx[d];
-              if (ry >= 0 && rx >= 0 && rx < g.W) {
-                const int64_t r = ry * g.W + rx;
+              const int64_t ry = y - kHalfDy[d], rx = x - kHalfDx[d];
+              if (ry >= 0 && rx >= 0 && rx < im.W) {
+                const int64_t r = ry * im.W + rx;
                 for (int j = 0; j < count[r]; ++j)
-                  acc += plane[group[r * g.m + j] * g.n + gi] * value[r * g.m + j];
+                  acc += plane[group[r * im.m + j] * g.n + gi] * value[r * im.m + j];
               }
             }
-            o[(tile * g.m + i) * g.P + pos] = acc;
+            o[(tile * im.m + i) * im.P + pos] = acc;
           }
         }
       }

@@ -16,11 +16,11 @@
 //
 // The images never share a centre (the candidates of image b's tiles index
 // centres b K .. b K + K - 1), so the whole loop of one image runs in one
-// thread on buffers the size of the image, threaded over images with
-// at::parallel_for: one call replaces the ~10 batched products, gathers and
-// scatters per iteration of the PyTorch path. Every stored entry is computed,
-// zeros and padding included (the PyTorch path's arithmetic, so the FLOP rule of
-// the clustering holds for both).
+// thread (slic.h, on a copy of its tiles padded to whole vectors), threaded over
+// images with at::parallel_for: one call replaces the ~10 batched products,
+// gathers and scatters per iteration of the PyTorch path. Every stored entry is
+// computed, zeros and padding included (the PyTorch path's arithmetic, so the
+// FLOP rule of the clustering holds for both).
 //
 // Registered as pyg_hgconv::slic_tiles (forward only; the Python side,
 // pyg_hgconv/nn/pool/fused_slic.py, adds the fake kernel and calls it only where
@@ -31,13 +31,14 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
+#include "slic.h"
+
 namespace {
+
+using namespace pyg_hgconv;
 
 struct SlicSizes {
   int64_t T, D, P, m, tiles_per_image, images, K;
@@ -77,210 +78,50 @@ SlicSizes check_slic(const at::Tensor& features, const at::Tensor& valid,
   return {T, D, P, m, tiles_per_image, images, images ? fallback.size(0) / images : 0};
 }
 
-// exp over an array: float by a branch-free polynomial the compiler
-// vectorises (Cephes' expf: x = k ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial
-// of r, then 2^k from the exponent bits; within 2 ulp; 0 below -87.3, the
-// float range), double by std::exp. k is rounded by adding and subtracting
-// 1.5 * 2^23 (its low bits then hold k), as floor and float -> int conversions
-// do not vectorise under strict IEEE semantics (libm's exp does not vectorise
-// either).
-inline void exp_array(const float* x, float* out, int64_t n) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  constexpr int32_t kRoundBits = 0x4B400000;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const float xi = x[i];
-    const float v = xi < -87.33f ? -87.33f : (xi > 88.72f ? 88.72f : xi);
-    const float shifted = v * 1.44269504088896341f + kRound;
-    const float k = shifted - kRound;
-    const float r = (v - k * 0.693359375f) - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const int32_t exponent = std::bit_cast<int32_t>(shifted) - kRoundBits + 127;
-    const float scale = std::bit_cast<float>(exponent << 23);
-    out[i] = xi < -87.33f ? 0.0f : p * scale;
-  }
-}
-
-inline void exp_array(const double* x, double* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::exp(x[i]);
-}
-
-// One thread's buffers for one image.
+// One thread's padded copy of one image's tiles (rows of Pp positions).
 template <typename scalar_t>
-struct SlicBuffers {
-  std::vector<scalar_t> with_mass;  // [tiles, D + 1, P]: absolute features and 1, x valid
-  std::vector<scalar_t> sums;       // [K, D + 1]
-  std::vector<scalar_t> centre;     // [K, D]
-  std::vector<scalar_t> relative;   // [m, D]: centre - tile origin
-  std::vector<scalar_t> logits;     // [m, P]
-  std::vector<scalar_t> column;     // [P]
-  std::vector<scalar_t> square;     // [P]: ||x_p||^2 (the paper's weights)
-  std::vector<int64_t> local;       // [tiles, m]: centre within the image
-
-  explicit SlicBuffers(const SlicSizes& s)
-      : with_mass(s.tiles_per_image * (s.D + 1) * s.P), sums(s.K * (s.D + 1)), centre(s.K * s.D),
-        relative(s.m * s.D), logits(s.m * s.P), column(s.P), square(s.P),
-        local(s.tiles_per_image * s.m) {}
+struct PaddedImage {
+  std::vector<scalar_t> features, valid, weight;
+  std::vector<int64_t> local;
+  SlicScratch<scalar_t, 64> scratch;
 };
-
-// Lines 7-8 on the [m, P] weights of one tile: the filter, (paper, where
-// 'logits' is given) the nearest candidates of a pixel with nothing left, the
-// normalisation, the padding mask. 'total' is a [P] buffer.
-template <typename scalar_t>
-void finish_tile(scalar_t* w, int64_t m, int64_t P, scalar_t threshold, const scalar_t* valid,
-                 const scalar_t* logits, scalar_t* total) {
-  std::fill(total, total + P, scalar_t(0));
-  for (int64_t j = 0; j < m; ++j) {
-    scalar_t* row = w + j * P;
-#pragma omp simd
-    for (int64_t p = 0; p < P; ++p) {
-      const scalar_t v = row[p] >= threshold ? row[p] : scalar_t(0);
-      row[p] = v;
-      total[p] += v;
-    }
-  }
-  if (logits != nullptr) {
-    for (int64_t p = 0; p < P; ++p) {
-      if (total[p] != scalar_t(0)) continue;
-      scalar_t best = logits[p];
-      for (int64_t j = 1; j < m; ++j) best = std::max(best, logits[j * P + p]);
-      for (int64_t j = 0; j < m; ++j) {
-        if (logits[j * P + p] == best) {
-          w[j * P + p] = 1;
-          total[p] += 1;
-        }
-      }
-    }
-  }
-  const scalar_t tiny = std::numeric_limits<scalar_t>::min();
-#pragma omp simd
-  for (int64_t p = 0; p < P; ++p) total[p] = valid[p] / std::max(total[p], tiny);
-  for (int64_t j = 0; j < m; ++j) {
-    scalar_t* row = w + j * P;
-#pragma omp simd
-    for (int64_t p = 0; p < P; ++p) row[p] *= total[p];
-  }
-}
 
 template <typename scalar_t>
 void slic_image(const SlicSizes& s, int64_t b, const scalar_t* feat, const scalar_t* valid,
                 const scalar_t* origins, const int64_t* cand, const scalar_t* fallback,
                 int64_t num_iterations, scalar_t threshold, bool softmax, scalar_t* w,
-                SlicBuffers<scalar_t>& buf) {
-  const int64_t D = s.D, D1 = s.D + 1, P = s.P, m = s.m, K = s.K;
-  const int64_t t0 = b * s.tiles_per_image, c0 = b * K;
-  for (int64_t lt = 0; lt < s.tiles_per_image; ++lt) {
+                PaddedImage<scalar_t>& buf) {
+  const int64_t tiles = s.tiles_per_image, D = s.D, P = s.P, m = s.m, K = s.K;
+  const int64_t Pp = padded_length<scalar_t>(P);
+  const int64_t t0 = b * tiles, c0 = b * K;
+  buf.features.assign(tiles * D * Pp, scalar_t(0));
+  buf.valid.assign(tiles * Pp, scalar_t(0));
+  buf.weight.assign(tiles * m * Pp, scalar_t(0));
+  buf.local.resize(tiles * m);
+  for (int64_t lt = 0; lt < tiles; ++lt) {
     const int64_t t = t0 + lt;
     for (int64_t j = 0; j < m; ++j) {
       const int64_t g = cand[t * m + j] - c0;
       TORCH_CHECK(g >= 0 && g < K, "slic_tiles: the candidates of image ", b,
                   " must index its own centres [", c0, ", ", c0 + K, ")");
       buf.local[lt * m + j] = g;
+      std::copy(w + (t * m + j) * P, w + (t * m + j + 1) * P,
+                buf.weight.data() + (lt * m + j) * Pp);
     }
-    const scalar_t* v = valid + t * P;
-    scalar_t* wm = buf.with_mass.data() + lt * D1 * P;
     for (int64_t d = 0; d < D; ++d) {
-      const scalar_t* f = feat + (t * D + d) * P;
-      const scalar_t o = origins[t * D + d];
-#pragma omp simd
-      for (int64_t p = 0; p < P; ++p) wm[d * P + p] = (f[p] + o) * v[p];
+      scalar_t* row = buf.features.data() + (lt * D + d) * Pp;
+      std::copy(feat + (t * D + d) * P, feat + (t * D + d + 1) * P, row);
+      std::fill(row + P, row + Pp, row[P - 1]);  // see SlicImage
     }
-    std::copy(v, v + P, wm + D * P);
+    std::copy(valid + t * P, valid + (t + 1) * P, buf.valid.data() + lt * Pp);
   }
-
-  for (int64_t it = 0; it < num_iterations; ++it) {
-    const bool last = it + 1 == num_iterations;
-    // lines 3-4: weighted sums and masses of the centres, then their means
-    std::fill(buf.sums.begin(), buf.sums.end(), scalar_t(0));
-    for (int64_t lt = 0; lt < s.tiles_per_image; ++lt) {
-      const scalar_t* wm = buf.with_mass.data() + lt * D1 * P;
-      const scalar_t* wt = w + (t0 + lt) * m * P;
-      for (int64_t j = 0; j < m; ++j) {
-        scalar_t* sum = buf.sums.data() + buf.local[lt * m + j] * D1;
-        const scalar_t* wr = wt + j * P;
-        for (int64_t d = 0; d < D1; ++d) {
-          const scalar_t* row = wm + d * P;
-          scalar_t acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t p = 0; p < P; ++p) acc += wr[p] * row[p];
-          sum[d] += acc;
-        }
-      }
-    }
-    for (int64_t g = 0; g < K; ++g) {
-      const scalar_t mass = buf.sums[g * D1 + D];
-      for (int64_t d = 0; d < D; ++d) {
-        buf.centre[g * D + d] = mass > scalar_t(1e-12) ? buf.sums[g * D1 + d] / mass
-                                                         : fallback[(c0 + g) * D + d];
-      }
-    }
-    // line 5: -||x - c||^2 up to ||x||^2, 2 x.c - ||c||^2, for the tile's candidates
-    for (int64_t lt = 0; lt < s.tiles_per_image; ++lt) {
-      const int64_t t = t0 + lt;
-      const scalar_t* f = feat + t * D * P;
-      scalar_t* lg = buf.logits.data();
-      for (int64_t j = 0; j < m; ++j) {
-        const scalar_t* c = buf.centre.data() + buf.local[lt * m + j] * D;
-        scalar_t* r = buf.relative.data() + j * D;
-        scalar_t norm = 0;
-        for (int64_t d = 0; d < D; ++d) {
-          r[d] = c[d] - origins[t * D + d];
-          norm += r[d] * r[d];
-        }
-        scalar_t* row = lg + j * P;
-        std::fill(row, row + P, -norm);
-        for (int64_t d = 0; d < D; ++d) {
-          const scalar_t a = 2 * r[d];
-          const scalar_t* fd = f + d * P;
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) row[p] += a * fd[p];
-        }
-      }
-      scalar_t* wt = w + t * m * P;
-      if (softmax) {
-        scalar_t* top = buf.column.data();
-        std::copy(lg, lg + P, top);
-        for (int64_t j = 1; j < m; ++j)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) top[p] = std::max(top[p], lg[j * P + p]);
-        scalar_t* total = buf.square.data();
-        std::fill(total, total + P, scalar_t(0));
-        for (int64_t j = 0; j < m; ++j)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) wt[j * P + p] = lg[j * P + p] - top[p];
-        exp_array(wt, wt, m * P);
-        for (int64_t j = 0; j < m; ++j)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) total[p] += wt[j * P + p];
-        for (int64_t j = 0; j < m; ++j)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) wt[j * P + p] /= total[p];
-      } else {
-        scalar_t* sq = buf.square.data();
-        std::fill(sq, sq + P, scalar_t(0));
-        for (int64_t d = 0; d < D; ++d)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) sq[p] += f[d * P + p] * f[d * P + p];
-        for (int64_t j = 0; j < m; ++j)
-#pragma omp simd
-          for (int64_t p = 0; p < P; ++p) lg[j * P + p] -= sq[p];
-        exp_array(lg, wt, m * P);
-      }
-      if (last) finish_tile(wt, m, P, threshold, valid + t * P, softmax ? nullptr : lg,
-                            buf.column.data());
-    }
-  }
-  if (num_iterations == 0) {
-    for (int64_t t = t0; t < t0 + s.tiles_per_image; ++t)
-      finish_tile(w + t * m * P, m, P, threshold, valid + t * P,
-                  static_cast<const scalar_t*>(nullptr), buf.column.data());
-  }
+  const SlicImage<scalar_t> image{tiles, D, Pp, m, K, buf.features.data(), buf.valid.data(),
+                                  origins + t0 * D, buf.local.data(), fallback + c0 * D};
+  run_slic(image, num_iterations, threshold, softmax, buf.weight.data(), buf.scratch);
+  for (int64_t lt = 0; lt < tiles; ++lt)
+    for (int64_t j = 0; j < m; ++j)
+      std::copy(buf.weight.data() + (lt * m + j) * Pp, buf.weight.data() + (lt * m + j) * Pp + P,
+                w + ((t0 + lt) * m + j) * P);
 }
 
 at::Tensor slic_tiles(const at::Tensor& features_in, const at::Tensor& valid_in,
@@ -303,7 +144,7 @@ at::Tensor slic_tiles(const at::Tensor& features_in, const at::Tensor& valid_in,
     const scalar_t* fb = fallback.data_ptr<scalar_t>();
     scalar_t* w = out.data_ptr<scalar_t>();
     at::parallel_for(0, s.images, 1, [&](int64_t begin, int64_t end) {
-      SlicBuffers<scalar_t> buf(s);
+      PaddedImage<scalar_t> buf;
       for (int64_t b = begin; b < end; ++b)
         slic_image<scalar_t>(s, b, f, v, o, c, fb, num_iterations,
                              static_cast<scalar_t>(threshold), softmax, w, buf);

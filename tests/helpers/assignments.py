@@ -23,9 +23,13 @@ def random_assignment(batch, height, width, groups_per_image, max_nnz, seed):
     return torch.stack([pixel, group]), w, batch * groups_per_image
 
 
-def random_tiled(batch, height, width, tile_h, tile_w, groups_per_image, m, seed):
+def random_tiled(batch, height, width, tile_h, tile_w, groups_per_image, m, seed,
+                 dyadic=False):
     """A random tiled S: every tile has ``m`` distinct candidates among its
-    image's groups and random weights (some zero) normalised per pixel."""
+    image's groups and random weights (some zero) normalised per pixel; with
+    ``dyadic`` the weights are multiples of 1/256 (rows then sum to about one),
+    so that every sum of their products is exact in float64, in any order: two
+    computations then tie exactly where the mathematics ties."""
     g = torch.Generator().manual_seed(seed)
     grid = TileGrid(batch, height, width, min(tile_h, height), min(tile_w, width))
     t, p = grid.num_tiles, grid.tile_pixels
@@ -37,4 +41,6 @@ def random_tiled(batch, height, width, tile_h, tile_w, groups_per_image, m, seed
     weight = weight * (torch.rand(t, m, p, generator=g) > 0.4)
     weight[:, 0] += 0.05  # every pixel keeps an entry
     weight = weight / weight.sum(1, keepdim=True) * grid.valid(dtype=torch.float64)
+    if dyadic:
+        weight = torch.where(weight > 0, (weight * 256).round().clamp_min(1) / 256, 0.0)
     return TiledAssignment(grid, candidates, weight, batch * groups_per_image)
