@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from pyg_hgconv.nn.pool.fused_importance import fused_importance_applies, fused_importance_map
 from pyg_hgconv.utils.checks import check_float_tensor, check_image_features
 from pyg_hgconv.utils.directions import HALF_DIRECTIONS, OFFSETS
 
@@ -37,11 +38,14 @@ def importance_map(x: Tensor) -> Tensor:
         \lVert \mathbf{x}_p - \mathbf{x}_q \rVert_2,
 
     with :math:`\mathcal{N}(p)` the 8-neighbours of ``p`` inside the image.
-    Each unordered pair is computed once (four directions, shifted slices).
+    Each unordered pair is computed once (four directions, shifted slices; on
+    the CPU the fused kernel of :mod:`~pyg_hgconv.nn.pool.fused_importance`).
     The map is detached: it only decides where cluster centres are sampled.
     A single-pixel image has importance 0.
     """
     check_image_features(x)
+    if fused_importance_applies(x):
+        return fused_importance_map(x)
     b, _, h, w = x.shape
     total = x.new_zeros(b, h, w)
     count = x.new_zeros(1, h, w)

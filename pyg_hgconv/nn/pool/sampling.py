@@ -11,24 +11,34 @@ the batch (a top-k over random keys per image):
   fill the remaining :math:`(1 - \beta) K` uniformly from the other pixels
   (paper: :math:`k = 7, \beta = 0.75`).
 
-Centres are returned sorted by pixel index (raster order), so groups are
-numbered from the top-left.
+Every "largest" takes equal keys (or importances) in index order, as a stable
+sort does, so the fused CPU kernel (:mod:`~pyg_hgconv.nn.pool.fused_sampling`,
+taken on the CPU) and the PyTorch path pick the same pixels. Centres are returned
+sorted by pixel index (raster order), so groups are numbered from the top-left.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from pyg_hgconv.nn.pool.fused_sampling import fused_sampling_applies, fused_select_centers
+
 SAMPLERS = ("random", "importance", "topk_random")
 
 
 def _uniform_keys(shape, like: Tensor, generator: torch.Generator | None,
                   shared: bool = False) -> Tensor:
-    """Uniform keys ``[B, N]``; with ``shared`` one row drawn for the whole batch."""
+    """Uniform keys ``[B, N]``; with ``shared`` one row ``[1, N]`` drawn for the
+    whole batch."""
     b, n = shape
-    keys = torch.rand((1 if shared else b, n), generator=generator, device=like.device,
+    return torch.rand((1 if shared else b, n), generator=generator, device=like.device,
                       dtype=torch.float32)
-    return keys.expand(b, n).clone() if shared else keys
+
+
+def largest(keys: Tensor, k: int) -> Tensor:
+    """The indices of the ``k`` largest keys of every row, largest first; equal
+    keys in index order (a stable sort: the rule the fused kernel follows too)."""
+    return keys.sort(dim=1, descending=True, stable=True).indices[:, :k]
 
 
 def sample_centers(
@@ -70,27 +80,29 @@ def sample_centers(
     if oversample < 1.0:
         raise ValueError(f"'oversample' must be >= 1 (got {oversample})")
     importance = importance.detach().float()
-
-    if sampler == "random":
+    fused = fused_sampling_applies(importance)
+    if sampler == "topk_random":
+        num_important = int(beta * num_centers)
+        num_candidates = min(n, max(num_important, round(oversample * num_centers)))
         keys = _uniform_keys((b, n), importance, generator, batch_invariant)
-        idx = keys.topk(num_centers, dim=1).indices
-    elif sampler == "importance":
+        rest_keys = _uniform_keys((b, n), importance, generator, batch_invariant)
+        if fused:
+            return fused_select_centers(keys, importance, rest_keys, b, num_centers,
+                                        num_important, num_candidates)
+        candidates = largest(keys, num_candidates).expand(b, -1)  # keys: [1 or B, N]
+        best = largest(importance.gather(1, candidates), num_important)
+        chosen = candidates.gather(1, best)
+        rest_keys = rest_keys.expand(b, n).clone()
+        rest_keys.scatter_(1, chosen, -1.0)
+        rest = largest(rest_keys, num_centers - num_important)
+        return torch.cat([chosen, rest], dim=1).sort(dim=1).values
+    keys = _uniform_keys((b, n), importance, generator, batch_invariant)
+    if sampler == "importance":
         # Gumbel top-k: argsort of log w + Gumbel noise. Normalising by the
         # per-image maximum and adding a floor keeps flat images uniform.
         peak = importance.amax(1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
         weight = importance / peak + 1e-6
-        u = _uniform_keys((b, n), importance, generator, batch_invariant).clamp_min(1e-12)
-        keys = weight.log() - torch.log(-torch.log(u))
-        idx = keys.topk(num_centers, dim=1).indices
-    else:
-        num_important = int(beta * num_centers)
-        num_candidates = min(n, max(num_important, round(oversample * num_centers)))
-        keys = _uniform_keys((b, n), importance, generator, batch_invariant)
-        candidates = keys.topk(num_candidates, dim=1).indices
-        best = importance.gather(1, candidates).topk(num_important, dim=1).indices
-        chosen = candidates.gather(1, best)
-        rest_keys = _uniform_keys((b, n), importance, generator, batch_invariant)
-        rest_keys.scatter_(1, chosen, -1.0)
-        rest = rest_keys.topk(num_centers - num_important, dim=1).indices
-        idx = torch.cat([chosen, rest], dim=1)
-    return idx.sort(dim=1).values
+        keys = weight.log() - torch.log(-torch.log(keys.clamp_min(1e-12)))
+    if fused:
+        return fused_select_centers(keys, None, None, b, num_centers, 0, 0)
+    return largest(keys, num_centers).expand(b, -1).sort(dim=1).values

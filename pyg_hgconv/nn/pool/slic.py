@@ -79,11 +79,15 @@ def nearest_centers(
     r"""Return the ``m`` spatially nearest centres of every query point.
 
     ``method='brute'`` compares every query with every centre, in chunks whose
-    distance block stays below ``max_chunk_elements``; ``method='knn'`` uses
-    PyG's k-NN search (a KD-tree on CPU, from torch-cluster or pyg-lib);
-    ``'auto'`` takes the brute force when it fits in one chunk or no k-NN
-    backend is installed, else the k-NN search. Among centres at equal
-    distance the two may pick different ones.
+    distance block stays below ``max_chunk_elements``, and takes centres at equal
+    distance in index order (the rule of the fused clustering kernel,
+    :mod:`~pyg_hgconv.nn.pool.fused_clustering`, which computes the distances
+    exactly: pass integer or half-integer coordinates, whose squared distances
+    float arithmetic holds exactly); ``method='knn'`` uses PyG's k-NN search (a
+    KD-tree on CPU, from torch-cluster or pyg-lib); ``'auto'`` takes the brute
+    force when it fits in one chunk or no k-NN backend is installed, else the
+    k-NN search. Among centres at equal distance the two may pick different
+    ones.
 
     Args:
         center_yx (Tensor): ``[B, K, 2]`` centre coordinates.
@@ -122,8 +126,8 @@ def nearest_centers(
     for start in range(0, n, chunk):
         p = query_yx[start:start + chunk]
         dist = (p[:, 0].view(1, -1, 1) - cy).square() + (p[:, 1].view(1, -1, 1) - cx).square()
-        # topk of a sorted=True call returns the nearest first
-        out[:, start:start + chunk] = dist.topk(num_candidates, dim=2, largest=False).indices
+        # a stable sort: the nearest first, equal distances in centre order
+        out[:, start:start + chunk] = dist.sort(dim=2, stable=True).indices[..., :num_candidates]
     return out
 
 
