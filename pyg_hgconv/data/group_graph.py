@@ -31,6 +31,7 @@ Many images form one graph in two ways, with the same attributes:
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -101,6 +102,10 @@ class GroupGraph(Data):
         ``[self]``."""
         if "ptr" not in self:
             return [self]
+        if self.num_images == 1:  # the union of one image is its graph
+            graph = copy.copy(self)
+            del graph.batch, graph.ptr
+            return [graph]
         return _split_union(self)
 
     @property

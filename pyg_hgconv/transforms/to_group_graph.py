@@ -11,6 +11,7 @@ from torch_geometric.transforms import BaseTransform
 
 from pyg_hgconv.data.group_graph import GroupGraph
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph
+from pyg_hgconv.utils.checks import all_finite
 
 __all__ = ["ToGroupGraph"]
 
@@ -95,7 +96,7 @@ class ToGroupGraph(BaseTransform):
         if num_groups is not None and num_groups > image.size(1) * image.size(2):
             raise ValueError(f"'num_groups' ({num_groups}) exceeds the {image.size(1)} x "
                              f"{image.size(2)} pixels of the image")
-        if not bool(torch.isfinite(image).all()):
+        if not all_finite(image):
             raise ValueError("the image must be finite (it holds NaN or infinite values)")
         return image
 

@@ -37,3 +37,12 @@ def check_image_features(x, name: str = "x") -> Tensor:
     if min(x.shape[1:]) == 0:
         raise ValueError(f"'{name}' must have C, H, W >= 1 (got shape {tuple(x.shape)})")
     return x
+
+
+def all_finite(x: Tensor) -> bool:
+    """Whether every element of ``x`` is finite: one float64 sum (finite unless an
+    element is NaN or infinite, or, for float64 elements near the dtype's
+    largest value, the sum overflows: then the elementwise check decides)."""
+    if bool(torch.isfinite(x.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(x).all())

@@ -1,4 +1,4 @@
-"""Running a test under either backend of the clustering's SLIC iterations."""
+"""Running a test under either backend of the clustering's fused CPU kernels."""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +6,16 @@ from unittest import mock
 
 import pytest
 
-from pyg_hgconv.nn.pool import fused_slic
+from pyg_hgconv.nn.pool import (
+    fused_adjacency,
+    fused_clustering,
+    fused_coo,
+    fused_importance,
+    fused_pooling,
+    fused_sampling,
+    fused_slic,
+    kernels,
+)
 
 #: the SLIC backends a test can run under: the fused kernel (where it is
 #: built) and the pure-PyTorch path
@@ -15,6 +24,14 @@ SLIC_BACKENDS = [
         fused_slic.BACKEND != "fused", reason=f"fused kernel: {fused_slic.FALLBACK_REASON}")),
     "pytorch",
 ]
+
+#: every module that decides by its BACKEND whether a fused op runs
+KERNEL_MODULES = (fused_adjacency, fused_clustering, fused_coo, fused_importance, fused_pooling,
+                  fused_sampling, fused_slic)
+
+#: skip a test that needs the compiled library
+needs_kernels = pytest.mark.skipif(kernels.BACKEND != "fused",
+                                   reason=f"fused kernels: {kernels.FALLBACK_REASON}")
 
 
 @contextlib.contextmanager
@@ -25,4 +42,18 @@ def slic_backend(name: str):
         yield
         return
     with mock.patch.object(fused_slic, "BACKEND", "pytorch"):
+        yield
+
+
+@contextlib.contextmanager
+def kernels_backend(name: str):
+    """Run the enclosed code with every fused kernel of the clustering
+    (``"fused"``, as loaded) or with none: the step-by-step PyTorch path
+    (``"pytorch"``)."""
+    if name == "fused":
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for module in KERNEL_MODULES:
+            stack.enter_context(mock.patch.object(module, "BACKEND", "pytorch"))
         yield

@@ -7,7 +7,12 @@ import torch
 from torch import Tensor, nn
 
 from pyg_hgconv.data.group_graph import make_group_graph
-from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, build_group_adjacency
+from pyg_hgconv.nn.pool.adjacency import (
+    DIRECTION_RULES,
+    build_group_adjacency,
+    runs_fused_kernel,
+)
+from pyg_hgconv.nn.pool.fused_clustering import fused_cluster_images, fused_clustering_applies
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.nn.pool.sampling import SAMPLERS, sample_centers
 from pyg_hgconv.nn.pool.slic import (
@@ -17,8 +22,9 @@ from pyg_hgconv.nn.pool.slic import (
     nearest_centers,
     slic_assignment,
 )
-from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid
-from pyg_hgconv.utils.checks import check_image_features, check_positive_int
+from pyg_hgconv.nn.pool.tiling import TiledAssignment, TileGrid, mass_eps
+from pyg_hgconv.utils.checks import all_finite, check_image_features, check_positive_int
+from pyg_hgconv.utils.directions import TAN_SECTOR
 from pyg_hgconv.utils.sparse import HALF_DTYPES, no_autocast
 
 #: paper default downsampling ratio (Sec. 5.1)
@@ -306,7 +312,7 @@ class ImageToGroupGraph(nn.Module):
         # 1-2. importance / focus map on the clustering embedding and centre
         # sampling (no gradient).
         embedding = self._embed(x)  # [B, D, H, W]
-        if not bool(torch.isfinite(embedding).all()):  # checked on the (narrow) embedding
+        if not all_finite(embedding):  # checked on the (narrow) embedding
             raise ValueError("'x' must be finite: NaN or infinite features cannot be clustered")
         importance = importance_map((embedding if self.importance_from == "embedding"
                                      else x).detach())
@@ -314,6 +320,8 @@ class ImageToGroupGraph(nn.Module):
             importance = focus_map(importance, attention, self.alpha)
         centers = sample_centers(importance.flatten(1), k, self.sampler, self.oversample,
                                  self.beta, generator, batch_invariant=not self.training)
+        if fused_clustering_applies(embedding, x, self.log_scales):  # steps 3-5 in one op
+            return self._cluster_fused(x, embedding, centers, importance)
 
         # 3. differentiable SLIC on [embedding, coordinates], tile by tile.
         grid, candidates, weight = self._slic(embedding, centers)
@@ -351,6 +359,45 @@ class ImageToGroupGraph(nn.Module):
             importance=importance.reshape(-1), **assignment.graph_attributes())
         return graph
 
+    def _cluster_fused(self, x: Tensor, embedding: Tensor, centers: Tensor,
+                       importance: Tensor):
+        """Steps 3-5 by the fused kernel (:mod:`~pyg_hgconv.nn.pool.fused_clustering`,
+        no gradient): the same graph as the steps of :meth:`_cluster`."""
+        b, d, h, w = embedding.shape
+        k = centers.size(1)
+        grid, spacing = self._tile_grid(b, h, w, k)
+        scales = self.log_scales.detach().exp().to(embedding.dtype)
+        edges = self.max_direction and self.direction_rule == "centroid" and runs_fused_kernel(
+            embedding, k)
+        out = fused_cluster_images(
+            embedding, centers, x, grid, min(self.num_candidates, k),
+            float(scales[0] / math.sqrt(d)), float(scales[1] / spacing), self.num_iterations,
+            ASSIGN_THRESHOLD, self.slic_weights == "softmax", edges, self.noise_cancel,
+            self.edge_threshold, TAN_SECTOR, mass_eps(embedding))
+        assignment = TiledAssignment(grid, out.tile_candidates, out.tile_weight,
+                                     int(out.mass.numel()))
+        edge_index, edge_type, edge_weight = out.edge_index, out.edge_type, out.edge_weight
+        if not edges:
+            edge_index, edge_type, edge_weight = build_group_adjacency(
+                assignment, noise_cancel=self.noise_cancel, max_direction=self.max_direction,
+                threshold=self.edge_threshold, direction_rule=self.direction_rule, pos=out.pos,
+                groups_per_image=out.groups_per_image)
+        return make_group_graph(
+            x=out.x, pos=out.pos, edge_index=edge_index,
+            edge_type=edge_type, edge_weight=edge_weight, assign_index=out.assign_index,
+            assign_weight=out.assign_weight, mass=out.mass, center_pixel=out.center_pixel,
+            groups_per_image=out.groups_per_image, image_size=(h, w),
+            importance=importance.reshape(-1), **assignment.graph_attributes())
+
+    def _tile_grid(self, b: int, h: int, w: int, k: int) -> tuple[TileGrid, float]:
+        """The tiling of ``b`` images of ``h x w`` pixels for ``k`` centres, and
+        the mean centre spacing :math:`r = \\sqrt{HW / K}`."""
+        spacing = math.sqrt(h * w / k)
+        if self.tile_size is None:
+            return TileGrid.for_spacing(b, h, w, spacing, min(self.num_candidates, k)), spacing
+        tile_h, tile_w = self.tile_size
+        return TileGrid(b, h, w, min(tile_h, h), min(tile_w, w)), spacing
+
     def _embed(self, x: Tensor) -> Tensor:
         """The clustering embedding ``[B, D, H, W]``: a 1x1 convolution
         (the ``Linear`` ``self.embed`` on every pixel), or ``x`` itself."""
@@ -376,12 +423,7 @@ class ImageToGroupGraph(nn.Module):
         b, d, h, w = embedding.shape
         k = centers.size(1)
         device = embedding.device
-        spacing = math.sqrt(h * w / k)
-        if self.tile_size is None:
-            grid = TileGrid.for_spacing(b, h, w, spacing, min(self.num_candidates, k))
-        else:
-            tile_h, tile_w = self.tile_size
-            grid = TileGrid(b, h, w, min(tile_h, h), min(tile_w, w))
+        grid, spacing = self._tile_grid(b, h, w, k)
         e = standardize_per_image(embedding.flatten(2))  # [B, D, N]
         dtype = e.dtype
         scales = self.log_scales.exp().to(dtype)
@@ -391,7 +433,7 @@ class ImageToGroupGraph(nn.Module):
         # candidates: the m centres nearest to each tile (no gradient)
         center_yx = torch.stack([centers // w, centers % w], dim=-1).to(dtype)  # [B, K, 2]
         m = min(self.num_candidates, k)
-        nearest = nearest_centers(center_yx / spacing, grid.centres(device, dtype) / spacing, m)
+        nearest = nearest_centers(center_yx, grid.centres(device, dtype), m)
         candidates = (nearest + (torch.arange(b, device=device) * k).view(b, 1, 1)).view(-1, m)
 
         # tile features; coordinates relative to the tile origin

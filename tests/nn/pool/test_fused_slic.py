@@ -11,7 +11,7 @@ from pyg_hgconv import ImageToGroupGraph
 from pyg_hgconv.nn.pool import fused_slic
 from pyg_hgconv.nn.pool.slic import nearest_candidate, slic_assignment
 from pyg_hgconv.nn.pool.tiling import TileGrid
-from tests.helpers.backends import slic_backend
+from tests.helpers.backends import kernels_backend, slic_backend
 
 needs_fused = pytest.mark.skipif(fused_slic.BACKEND != "fused",
                                  reason=f"fused kernel: {fused_slic.FALLBACK_REASON}")
@@ -50,6 +50,12 @@ def tiled_problem(b, height, width, tile_h, tile_w, k, m, dim, scale, seed, dtyp
 def test_the_fused_kernel_equals_the_pytorch_path(b, height, width, tile_h, tile_w, centres, m,
                                                   dim, iterations, weights, scale, dtype, seed):
     k = min(centres, height * width)
+    if weights == "paper" and dtype == torch.float32:
+        # where exp(-d^2) underflows for every candidate (large scales), the paper's
+        # rule falls back to the nearest candidate, and which of two candidates at
+        # nearly equal distance is nearest is decided by float32 rounding, which
+        # differs between any two summation orders; float64 covers that regime
+        scale = min(scale, 1.0)
     grid, args = tiled_problem(b, height, width, min(tile_h, height), min(tile_w, width), k,
                                min(m, k), dim, scale, seed, dtype)
     options = dict(num_iterations=iterations, weights=weights,
@@ -67,7 +73,7 @@ def test_the_fused_kernel_equals_the_pytorch_path(b, height, width, tile_h, tile
 
 @needs_fused
 @pytest.mark.parametrize("size", [(28, 28, 75), (24, 40, 30)])
-def test_the_module_builds_the_same_graphs_with_and_without_the_kernel(size):
+def test_the_module_builds_the_same_graphs_with_and_without_the_kernels(size):
     h, w, k = size
     # float64: the graphs' structure must not hang on float32 rounding at a threshold
     images = torch.rand(3, 3, h, w, generator=torch.Generator().manual_seed(h),
@@ -75,7 +81,7 @@ def test_the_module_builds_the_same_graphs_with_and_without_the_kernel(size):
     module = ImageToGroupGraph(num_groups=k, embed_channels=None, learnable=False).eval()
     with torch.no_grad():
         fused = module(images, as_batch=False)
-        with slic_backend("pytorch"):
+        with kernels_backend("pytorch"):
             reference = module(images, as_batch=False)
     assert torch.equal(fused.edge_index, reference.edge_index)
     assert torch.equal(fused.edge_type, reference.edge_type)
