@@ -24,9 +24,8 @@ $(DEVENV): $(STACK) pyproject.toml
 tvconv/_lib/tvconv_kernels.so: $(DEVENV) tvconv/csrc/per_pixel_conv.cpp tools/build_kernels.py
 	$(PY) tools/build_kernels.py --only tvconv_kernels
 
-pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) pyg_hgconv/csrc/group_adjacency.cpp \
-		pyg_hgconv/csrc/slic.cpp pyg_hgconv/csrc/assignment_coo.cpp \
-		pyg_hgconv/csrc/pooling.cpp pyg_hgconv/csrc/centroid_edges.cpp tools/build_kernels.py
+pyg_hgconv/_lib/pyg_hgconv_kernels.so: $(DEVENV) $(wildcard pyg_hgconv/csrc/*.cpp) \
+		$(wildcard pyg_hgconv/csrc/*.h) tools/build_kernels.py
 	$(PY) tools/build_kernels.py --only pyg_hgconv_kernels
 
 lint: $(DEVENV) $(KERNELS)

@@ -2,12 +2,16 @@
 
 * ``tvconv/csrc/per_pixel_conv.cpp`` -> ``tvconv/_lib/tvconv_kernels.so``
   (TVConv's per-pixel convolution, :mod:`tvconv.fused`);
-* ``pyg_hgconv/csrc/*.cpp`` -> ``pyg_hgconv/_lib/pyg_hgconv_kernels.so``
-  (HG-Conv's group adjacency and its centroid-rule edges,
-  :mod:`pyg_hgconv.nn.pool.fused_adjacency`, its SLIC iterations,
-  :mod:`pyg_hgconv.nn.pool.fused_slic`, the coordinate form of its
-  assignment, :mod:`pyg_hgconv.nn.pool.fused_coo`, and its pooling and
-  unpooling on channels-last maps, :mod:`pyg_hgconv.nn.pool.fused_pooling`).
+* ``pyg_hgconv/csrc/*.cpp`` (and the headers they share) ->
+  ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's clustering: the whole
+  no-grad clustering of a batch, :mod:`pyg_hgconv.nn.pool.fused_clustering`, its
+  importance map and centre samplers, :mod:`pyg_hgconv.nn.pool.fused_importance`
+  and :mod:`pyg_hgconv.nn.pool.fused_sampling`, and the separate steps: the
+  group adjacency and its centroid-rule edges,
+  :mod:`pyg_hgconv.nn.pool.fused_adjacency`, the SLIC iterations,
+  :mod:`pyg_hgconv.nn.pool.fused_slic`, the coordinate form of the assignment,
+  :mod:`pyg_hgconv.nn.pool.fused_coo`, and pooling and unpooling on
+  channels-last maps, :mod:`pyg_hgconv.nn.pool.fused_pooling`).
 
 ``make`` runs this after installing the package; it needs a C++ compiler (the
 one that built the PyG extensions). Without a built library the code using it

@@ -590,13 +590,16 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     ``tvconv_fallback_reason``, ``adjacency_backend`` (HG-Conv's group adjacency:
     ``"fused"`` C++ kernel or ``"pytorch"``) and ``adjacency_fallback_reason``,
     ``slic_backend`` (its SLIC iterations where no gradient is needed) and
-    ``slic_fallback_reason``, ``seed``,
+    ``slic_fallback_reason``, ``clustering_backend`` (its whole clustering after
+    the centre sampling in one op where no gradient is needed) and
+    ``clustering_fallback_reason``, ``seed``,
     ``git_commit`` (``None`` outside a git checkout or before the first commit),
     ``git_dirty`` (uncommitted changes to tracked files) and ``utc_time``.
     """
     import torch
 
     from pyg_hgconv.nn.pool.fused_adjacency import backend_info as adjacency_backend
+    from pyg_hgconv.nn.pool.fused_clustering import backend_info as clustering_backend
     from pyg_hgconv.nn.pool.fused_slic import backend_info as slic_backend
     from tvconv.fused import backend_info
 
@@ -622,6 +625,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
         **backend_info(),
         **adjacency_backend(),
         **slic_backend(),
+        **clustering_backend(),
         "seed": int(seed),
         "git_commit": commit or None,
         "git_dirty": None if status is None else bool(status),

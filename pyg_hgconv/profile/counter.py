@@ -38,6 +38,7 @@ from pyg_hgconv.data.group_graph import GroupGraph
 from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_conv, spec_of
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.nn.pool.adjacency import block_positions, runs_fused_kernel
+from pyg_hgconv.nn.pool.fused_clustering import padded_positions, runs_without_grad_on
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
@@ -355,22 +356,31 @@ class _Counter:
             embed = module.embed
             d = module.embed_channels or c
             tiled = tiled_assignment_of(graph)
+            tiling = tiling_size(graph, m, tiled)
+            fused = tiled is not None and graph.num_nodes and runs_without_grad_on(x)
             steps = clustering_flops(
                 b, h, w, c, d, k, module.num_iterations, graph.num_nodes,
-                tiling_size(graph, m, tiled), attention=bound.get("attention") is not None,
+                tiling, attention=bound.get("attention") is not None,
                 embedding=embed is not None,
                 embedding_bias=embed is not None and embed.bias is not None,
                 importance_channels=d if module.importance_from == "embedding" else c)
             pairs = assignment_pairs(graph.assign_index, b, h, w)
-            if tiled is not None and graph.num_nodes and runs_fused_kernel(
-                    tiled.weight, int((graph.ptr[1:] - graph.ptr[:-1]).max())):
-                steps["adjacency"] = pairs  # the fused kernel multiplies non-zeros only
+            nnz = int(graph.assign_index.size(1))
+            if fused:  # the fused clustering kernel (pyg_hgconv.nn.pool.fused_clustering)
+                padded = dataclasses.replace(
+                    tiling, tile_pixels=padded_positions(tiling.tile_pixels, x.dtype))
+                steps["slic"] = clustering_flops(
+                    b, h, w, c, d, k, module.num_iterations, graph.num_nodes, padded)["slic"]
+                # the non-zeros only: the features' and the coordinates' sums, the averages
+                steps["pooling"] = (nnz + graph.num_nodes) * (c + 2)
+            if fused or (tiled is not None and graph.num_nodes and runs_fused_kernel(
+                    tiled.weight, int((graph.ptr[1:] - graph.ptr[:-1]).max()))):
+                steps["adjacency"] = pairs  # the fused kernels multiply non-zeros only
             for step, value in steps.items():
                 if value:
                     self.add(f"{key}[{step}]", "clustering", value)
             ideal = clustering_flops_ideal(
-                b, h, w, c, d, k, m, module.num_iterations, graph.num_nodes,
-                int(graph.assign_index.size(1)), pairs)
+                b, h, w, c, d, k, m, module.num_iterations, graph.num_nodes, nnz, pairs)
             for step, value in ideal.items():
                 self.ideal[f"{key}[{step}]"] += value
         return hook

@@ -57,3 +57,10 @@ def kernels_backend(name: str):
         for module in KERNEL_MODULES:
             stack.enter_context(mock.patch.object(module, "BACKEND", "pytorch"))
         yield
+
+
+def use_pytorch_kernels(monkeypatch) -> None:
+    """For the rest of a test: none of the clustering's fused kernels, the
+    step-by-step PyTorch path (``monkeypatch`` restores them)."""
+    for module in KERNEL_MODULES:
+        monkeypatch.setattr(module, "BACKEND", "pytorch")

@@ -9,9 +9,10 @@ from torch_geometric.data import Batch, Data
 
 from pyg_hgconv import HGConvModule, ImageToGroupGraph, conv_names
 from pyg_hgconv.nn.conv.registry import GraphConvStep, GraphInputs, build_conv
-from pyg_hgconv.nn.pool import fused_adjacency
+from pyg_hgconv.nn.pool import fused_adjacency, fused_clustering
 from pyg_hgconv.profile.counter import FlopCount, conv_flops, count_flops
 from pyg_hgconv.profile.rules import GraphSize, mlp_flops
+from tests.helpers.backends import kernels_backend, use_pytorch_kernels
 
 
 def tiny_graph(self_loops=True):
@@ -86,11 +87,22 @@ def test_clustering_rule_matches_a_hand_count(monkeypatch):
     transform = ImageToGroupGraph(num_groups=2, num_candidates=2, num_iterations=0,
                                   learnable=False)
     x = torch.randn(1, 2, 4, 5)
-    if fused_adjacency.BACKEND == "fused":  # the fused kernel multiplies non-zeros only
+    if fused_clustering.BACKEND == "fused":
+        # the fused clustering kernel: its SLIC on rows of 9 positions padded to 16
+        # (one vector of floats), pooling and the adjacency over the non-zeros only
         fused = count_flops(transform, x)
         steps = {k.split("[")[1][:-1]: v for k, v in fused.modules.items()}
-        assert steps["adjacency"] == 55  # the pairs of the 20 non-zeros below
-    monkeypatch.setattr(fused_adjacency, "BACKEND", "pytorch")  # the tile blocks
+        assert steps["slic"] == 4 * 2 * 16
+        assert steps["pooling"] == (20 + 2) * (2 + 2)  # 20 non-zeros, 2 groups
+        assert steps["adjacency"] == 55  # the pairs of the 20 non-zeros
+    if fused_adjacency.BACKEND == "fused":  # the fused adjacency alone: non-zeros only
+        with kernels_backend("pytorch"), \
+                pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fused_adjacency, "BACKEND", "fused")
+            alone = count_flops(transform, x)
+        steps = {k.split("[")[1][:-1]: v for k, v in alone.modules.items()}
+        assert steps["adjacency"] == 55
+    use_pytorch_kernels(monkeypatch)  # the tile blocks of the PyTorch path
     count = count_flops(transform, x)
     steps = {k.split("[")[1][:-1]: v for k, v in count.modules.items()}
     # Eq. 4 blocks of a 3x3 tile: within the tile 4 directions padded to 6
@@ -121,7 +133,7 @@ def test_clustering_rule_matches_a_hand_count(monkeypatch):
 
 
 def test_group_graph_module_counts_pool_conv_and_unpool(monkeypatch):
-    monkeypatch.setattr(fused_adjacency, "BACKEND", "pytorch")  # the hand count's tile blocks
+    use_pytorch_kernels(monkeypatch)  # the hand count's tile blocks
     torch.manual_seed(0)
     module = HGConvModule(2, num_groups=2, num_candidates=2, num_iterations=0, learnable=False,
                           embed_channels=None).eval()

@@ -13,6 +13,10 @@ module                         step (paper)
 :mod:`.image_to_group_graph`   :class:`ImageToGroupGraph`, the learnable module that
                                wires the steps together
 :mod:`.kernels`                the compiled library of the fused CPU kernels below
+:mod:`.fused_clustering`       steps 3-5 of :class:`ImageToGroupGraph` for a batch
+                               in one op (no gradient)
+:mod:`.fused_importance`       the importance map in one op (no gradient)
+:mod:`.fused_sampling`         the centre samplers in one op, given their keys
 :mod:`.fused_slic`             Algorithm 1's iterations in one op (no gradient)
 :mod:`.fused_coo`              the coordinate form of :math:`S` (no gradient)
 :mod:`.fused_pooling`          Eqs. 5-6 on channels-last maps (no gradient)

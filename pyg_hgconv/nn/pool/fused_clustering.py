@@ -26,8 +26,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pyg_hgconv.nn.pool.kernels import BACKEND, runs_without_grad
+from pyg_hgconv.nn.pool.kernels import BACKEND, FALLBACK_REASON, FUSED_DTYPES, runs_without_grad
 from pyg_hgconv.nn.pool.tiling import TileGrid
+from pyg_hgconv.utils.sparse import HALF_DTYPES
+
+#: bytes of the vectors the kernel computes with: Algorithm 1 runs on rows of
+#: tile positions padded to a whole number of them (``csrc/vec.h``)
+VECTOR_BYTES = 64
+
+
+def backend_info() -> dict[str, str | None]:
+    """What the benchmarks record: the clustering backend in use and, for the
+    fallback, why (``"pytorch"`` also runs wherever a gradient is needed)."""
+    return {"clustering_backend": BACKEND, "clustering_fallback_reason": FALLBACK_REASON}
 
 
 class ClusteredImages(NamedTuple):
@@ -73,6 +84,24 @@ def fused_clustering_applies(embedding: Tensor, x: Tensor, scales: Tensor) -> bo
     none of them nor the clustering scales needs a gradient."""
     return (runs_without_grad(BACKEND, embedding, x)
             and not (torch.is_grad_enabled() and scales.requires_grad))
+
+
+def runs_without_grad_on(x: Tensor) -> bool:
+    """Whether :class:`~pyg_hgconv.ImageToGroupGraph` clusters ``x`` with this
+    kernel where no gradient is needed (what the FLOP counter prices): the library
+    is loaded and ``x`` is a CPU tensor of float32/float64 (or of half precision,
+    which the module clusters in float32)."""
+    return (BACKEND == "fused" and x.device.type == "cpu"
+            and (x.dtype in FUSED_DTYPES or x.dtype in HALF_DTYPES))
+
+
+def padded_positions(tile_pixels: int, dtype: torch.dtype) -> int:
+    """The positions of a tile's row in the kernel's SLIC: ``tile_pixels``
+    rounded up to whole vectors of :data:`VECTOR_BYTES` (half precision is
+    clustered in float32)."""
+    itemsize = 8 if dtype == torch.float64 else 4
+    lanes = VECTOR_BYTES // itemsize
+    return -(-tile_pixels // lanes) * lanes
 
 
 def fused_cluster_images(embedding: Tensor, centers: Tensor, x: Tensor | None, grid: TileGrid,

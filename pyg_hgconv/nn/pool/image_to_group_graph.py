@@ -106,6 +106,13 @@ class ImageToGroupGraph(nn.Module):
     ``seed`` at every call and one row of random keys for the whole batch, so
     an image always gets the same groups, whatever else is in its batch.
 
+    Where no gradient is needed on the CPU (inference, ``torch.no_grad()``),
+    the importance map, the sampling and steps 3-5 run as fused kernels
+    (:mod:`~pyg_hgconv.nn.pool.fused_importance`,
+    :mod:`~pyg_hgconv.nn.pool.fused_sampling`,
+    :mod:`~pyg_hgconv.nn.pool.fused_clustering`), one image per thread; they
+    build the same graphs as the step-by-step path that runs otherwise.
+
     Args:
         in_channels (int): input channels :math:`C` (``-1``: lazy); only used
             by the embedding.

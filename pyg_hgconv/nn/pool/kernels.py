@@ -2,11 +2,15 @@
 
 ``pyg_hgconv/csrc`` holds the kernels of one library,
 ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (``make`` builds it with
-``tools/build_kernels.py``): the group adjacency of Eq. 4
-(:mod:`~pyg_hgconv.nn.pool.fused_adjacency`), the SLIC iterations of
-Algorithm 1 (:mod:`~pyg_hgconv.nn.pool.fused_slic`), the coordinate form of
-the assignment (:mod:`~pyg_hgconv.nn.pool.fused_coo`), and pooling and unpooling
-on channels-last maps (:mod:`~pyg_hgconv.nn.pool.fused_pooling`). :data:`BACKEND` says
+``tools/build_kernels.py``): the whole no-grad clustering after the centre
+sampling (:mod:`~pyg_hgconv.nn.pool.fused_clustering`), the importance map
+(:mod:`~pyg_hgconv.nn.pool.fused_importance`), the centre samplers
+(:mod:`~pyg_hgconv.nn.pool.fused_sampling`), and the separate steps: the group
+adjacency of Eq. 4 (:mod:`~pyg_hgconv.nn.pool.fused_adjacency`), the SLIC
+iterations of Algorithm 1 (:mod:`~pyg_hgconv.nn.pool.fused_slic`), the
+coordinate form of the assignment (:mod:`~pyg_hgconv.nn.pool.fused_coo`), and
+pooling and unpooling on channels-last maps
+(:mod:`~pyg_hgconv.nn.pool.fused_pooling`). :data:`BACKEND` says
 whether it is loaded and :data:`FALLBACK_REASON` why not;
 ``PYG_HGCONV_KERNELS=0`` in the environment forces the pure-PyTorch paths.
 """
