@@ -107,7 +107,6 @@ struct Workspace {
   std::vector<int64_t> new_id;        // [K]
   std::vector<T> sums;                // [K][3]
   SlicScratch<T, 64> slic;
-  PoolScratch<T> pool;
   PixelEntries<T> entries;
   std::vector<int32_t> pair_id;       // [n][n]: -1 between images (accumulate_contacts)
   std::vector<std::pair<int32_t, int32_t>> pairs;
@@ -399,13 +398,13 @@ void image_edges(const Sizes& s, ImageResult<T>& result, Workspace<T>& ws, bool 
 // Step 5 (features): Eq. 5 of 'x' into the image's rows 'out' [n][C] (pooling.h).
 template <typename T>
 void pool_image(const Sizes& s, const T* x, bool channels_last, const T* weight,
-                const ImageResult<T>& result, T eps, T* out, Workspace<T>& ws) {
+                const ImageResult<T>& result, T eps, T* out, PoolScratch<T>& scratch) {
   const int64_t n = static_cast<int64_t>(result.kept.size()), C = s.C;
   std::fill(out, out + n * C, T(0));
   if (channels_last) {
-    pool_rows(s.tiling, x, C, 0, C, weight, result.slot_group.data(), out, ws.pool);
+    pool_rows(s.tiling, x, C, 0, C, weight, result.slot_group.data(), out, scratch);
   } else {
-    pool_planes(s.tiling, x, C, weight, result.slot_group.data(), out, ws.pool);
+    pool_planes(s.tiling, x, C, weight, result.slot_group.data(), out, scratch);
   }
   for (int64_t gi = 0; gi < n; ++gi) {
     const T inverse = T(1) / std::max(result.mass[gi], eps);
@@ -517,7 +516,7 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
     edge_weight = at::empty({E}, embedding.options());
     // pass 2: write every image's part
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      Workspace<T> ws(Sizes{1, 0, H, W, N, K, s.m, C, tiling, s.tiles, s.P, 0, 0});
+      PoolScratch<T> scratch;
       for (int64_t b = begin; b < end; ++b) {
         const ImageResult<T>& r = results[b];
         const int64_t g0 = first_group[b], n = static_cast<int64_t>(r.kept.size());
@@ -544,7 +543,7 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
         if (C > 0) {
           const T* xb = x.data_ptr<T>() + b * x.stride(0);
           pool_image<T>(s, xb, channels_last, w, r, static_cast<T>(eps),
-                        pooled.data_ptr<T>() + g0 * C, ws);
+                        pooled.data_ptr<T>() + g0 * C, scratch);
         }
         const int64_t E_b = static_cast<int64_t>(r.edge_type.size());
         int64_t* src = edge_index.data_ptr<int64_t>() + first_edge[b];

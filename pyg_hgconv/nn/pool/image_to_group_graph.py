@@ -373,14 +373,14 @@ class ImageToGroupGraph(nn.Module):
         b, d, h, w = embedding.shape
         k = centers.size(1)
         grid, spacing = self._tile_grid(b, h, w, k)
-        scales = self.log_scales.detach().exp().to(embedding.dtype)
+        feature_scale, position_scale = self._scales(d, spacing, embedding.dtype)
         edges = self.max_direction and self.direction_rule == "centroid" and runs_fused_kernel(
             embedding, k)
         out = fused_cluster_images(
-            embedding, centers, x, grid, min(self.num_candidates, k),
-            float(scales[0] / math.sqrt(d)), float(scales[1] / spacing), self.num_iterations,
-            ASSIGN_THRESHOLD, self.slic_weights == "softmax", edges, self.noise_cancel,
-            self.edge_threshold, TAN_SECTOR, mass_eps(embedding))
+            embedding, centers, x, grid, min(self.num_candidates, k), float(feature_scale),
+            float(position_scale), self.num_iterations, ASSIGN_THRESHOLD,
+            self.slic_weights == "softmax", edges, self.noise_cancel, self.edge_threshold,
+            TAN_SECTOR, mass_eps(embedding))
         assignment = TiledAssignment(grid, out.tile_candidates, out.tile_weight,
                                      int(out.mass.numel()))
         edge_index, edge_type, edge_weight = out.edge_index, out.edge_type, out.edge_weight
@@ -397,13 +397,20 @@ class ImageToGroupGraph(nn.Module):
             importance=importance.reshape(-1), **assignment.graph_attributes())
 
     def _tile_grid(self, b: int, h: int, w: int, k: int) -> tuple[TileGrid, float]:
-        """The tiling of ``b`` images of ``h x w`` pixels for ``k`` centres, and
-        the mean centre spacing :math:`r = \\sqrt{HW / K}`."""
+        r"""The tiling of ``b`` images of ``h x w`` pixels for ``k`` centres, and
+        the mean centre spacing :math:`r = \sqrt{HW / K}`."""
         spacing = math.sqrt(h * w / k)
         if self.tile_size is None:
             return TileGrid.for_spacing(b, h, w, spacing, min(self.num_candidates, k)), spacing
         tile_h, tile_w = self.tile_size
         return TileGrid(b, h, w, min(tile_h, h), min(tile_w, w)), spacing
+
+    def _scales(self, channels: int, spacing: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        r"""The factors of the standardised embedding and of the pixel coordinates
+        in the clustering distance: :math:`s_f / \sqrt{D}` and :math:`s_p / r`
+        (0-dim tensors of ``dtype``, differentiable in the learnable scales)."""
+        scales = self.log_scales.exp().to(dtype)
+        return scales[0] / math.sqrt(channels), scales[1] / spacing
 
     def _embed(self, x: Tensor) -> Tensor:
         """The clustering embedding ``[B, D, H, W]``: a 1x1 convolution
@@ -433,9 +440,8 @@ class ImageToGroupGraph(nn.Module):
         grid, spacing = self._tile_grid(b, h, w, k)
         e = standardize_per_image(embedding.flatten(2))  # [B, D, N]
         dtype = e.dtype
-        scales = self.log_scales.exp().to(dtype)
-        e = e * (scales[0] / math.sqrt(d))
-        pos_scale = scales[1] / spacing
+        feature_scale, pos_scale = self._scales(d, spacing, dtype)
+        e = e * feature_scale
 
         # candidates: the m centres nearest to each tile (no gradient)
         center_yx = torch.stack([centers // w, centers % w], dim=-1).to(dtype)  # [B, K, 2]
