@@ -8,14 +8,15 @@
 // group (within the image) of every candidate.
 //
 // PixelEntries lists the non-zero entries of every pixel, in slot order;
-// accumulate_half_blocks adds
+// accumulate_half_blocks (dense blocks) and accumulate_contacts (per pair of groups,
+// off the diagonal) add
 //
 //   A[d, g, h] += S[p, g] S[p + delta_d, h]                              (Eq. 4)
 //
 // over the pixels p whose neighbour p + delta_d lies in the image, for the four
 // half directions delta = (0, 1), (1, -1), (1, 0), (1, 1) (types 5, 6, 7, 8),
-// into a dense [4, n, n] block, visiting only the non-zero entries: after the
-// 1e-3 filter of Algorithm 1 a pixel keeps a few of its m candidates.
+// visiting only the non-zero entries: after the 1e-3 filter of Algorithm 1 a pixel
+// keeps a few of its m candidates.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +41,25 @@ struct ImageTiling {
   int64_t position(int64_t y, int64_t x) const { return (y % th) * tw + x % tw; }
 };
 
+// The part of a tile inside the image: its index, top-left pixel and size.
+struct TileView {
+  int64_t tile, y0, x0, rows, cols;
+};
+
+// fn(TileView) for the tiles of the tile rows [ty_begin, ty_end) (default: all),
+// row-major.
+template <typename Fn>
+void for_each_tile(const ImageTiling& g, Fn&& fn, int64_t ty_begin = 0, int64_t ty_end = -1) {
+  if (ty_end < 0) ty_end = g.tiles_y;
+  for (int64_t ty = ty_begin; ty < ty_end; ++ty) {
+    const int64_t y0 = ty * g.th, rows = std::min(g.th, g.H - y0);
+    for (int64_t tx = 0; tx < g.tiles_x; ++tx) {
+      const int64_t x0 = tx * g.tw;
+      fn(TileView{ty * g.tiles_x + tx, y0, x0, rows, std::min(g.tw, g.W - x0)});
+    }
+  }
+}
+
 // The non-zero entries of every pixel of one image: groups and weights, m slots per
 // pixel (count[pixel] used), pixel-major, in slot order. One per thread, refilled
 // per image.
@@ -60,74 +80,64 @@ struct PixelEntries {
       value.resize(pixels * g.m);
     }
     std::fill(count.begin(), count.begin() + pixels, 0);
-    for (int64_t ty = 0; ty < g.tiles_y; ++ty) {
-      const int64_t y0 = ty * g.th, rows = std::min(g.th, g.H - y0);
-      for (int64_t tx = 0; tx < g.tiles_x; ++tx) {
-        const int64_t x0 = tx * g.tw, cols = std::min(g.tw, g.W - x0);
-        const int64_t tile = ty * g.tiles_x + tx;
-        for (int64_t i = 0; i < g.m; ++i) {
-          const T* row = weight + (tile * g.m + i) * g.P;
-          const int32_t slot = static_cast<int32_t>(slot_group[tile * g.m + i]);
-          for (int64_t a = 0; a < rows; ++a) {
-            for (int64_t c = 0; c < cols; ++c) {
-              const int64_t pixel = (y0 + a) * g.W + x0 + c;
-              const T w = row[a * g.tw + c];
-              const int32_t k = count[pixel];
-              group[pixel * g.m + k] = slot;
-              value[pixel * g.m + k] = w;
-              count[pixel] = k + (w != T(0));
-            }
+    for_each_tile(g, [&](const TileView& t) {
+      for (int64_t i = 0; i < g.m; ++i) {
+        const T* row = weight + (t.tile * g.m + i) * g.P;
+        const int32_t of = static_cast<int32_t>(slot_group[t.tile * g.m + i]);
+        for (int64_t a = 0; a < t.rows; ++a) {
+          for (int64_t c = 0; c < t.cols; ++c) {
+            const int64_t pixel = (t.y0 + a) * g.W + t.x0 + c;
+            const T w = row[a * g.tw + c];
+            const int32_t k = count[pixel];
+            group[pixel * g.m + k] = of;
+            value[pixel * g.m + k] = w;
+            count[pixel] = k + (w != T(0));
           }
         }
       }
-    }
+    });
   }
 };
 
-// Where A[d, g, h] lies in a block of n groups: direction-major [4][n][n] (the
-// layout of the half_direction_blocks op), or pair-major [n][n][4] (the four
-// directions of a pair in one 16- or 32-byte run: the pairs a pass touches stay in
-// few cache lines).
+// fn(p, q, d) for every pixel p of the image and its neighbour q = p + delta_d
+// inside the image, d = 0..3 the half directions.
+template <typename Fn>
+void for_each_neighbour(const ImageTiling& g, Fn&& fn) {
+  for (int64_t y = 0; y < g.H; ++y) {
+    for (int64_t x = 0; x < g.W; ++x) {
+      for (int d = 0; d < kHalf; ++d) {
+        const int64_t ny = y + kHalfDy[d], nx = x + kHalfDx[d];
+        if (ny >= g.H || nx < 0 || nx >= g.W) continue;
+        fn(y * g.W + x, ny * g.W + nx, d);
+      }
+    }
+  }
+}
+
+// Where A[d, g, h] lies in a direction-major [4][n][n] block (the layout of the
+// half_direction_blocks op).
 struct DirectionMajor {
   int64_t n;
   int64_t operator()(int d, int64_t g, int64_t h) const { return (d * n + g) * n + h; }
 };
-struct PairMajor {
-  int64_t n;
-  int64_t operator()(int d, int64_t g, int64_t h) const { return (g * n + h) * kHalf + d; }
-};
 
-// Eq. 4 for the four half directions into 'block' (entry (d, g, h) the weight of
-// h -> g, at layout(d, g, h)), which the caller zeroes. With Diagonal false the
-// entries g == h (a group next to itself) are left out. touch(g, h) is called when
-// an entry (., g, h) goes from zero to non-zero, before the addition.
-template <bool Diagonal, typename T, typename Layout, typename Touch>
+// Eq. 4 for the four half directions into 'block' [4][n][n] (entry [d, g, h] the
+// weight of h -> g), which the caller zeroes.
+template <typename T>
 void accumulate_half_blocks(const ImageTiling& g, const PixelEntries<T>& entries, T* block,
-                            const Layout& layout, Touch&& touch) {
+                            int64_t n) {
   const int32_t* group = entries.group.data();
   const T* value = entries.value.data();
   const int32_t* count = entries.count.data();
-  for (int64_t y = 0; y < g.H; ++y) {
-    for (int64_t x = 0; x < g.W; ++x) {
-      const int64_t p = y * g.W + x;
-      for (int d = 0; d < kHalf; ++d) {
-        const int64_t ny = y + kHalfDy[d], nx = x + kHalfDx[d];
-        if (ny >= g.H || nx < 0 || nx >= g.W) continue;
-        const int64_t q = ny * g.W + nx;
-        for (int32_t i = 0; i < count[p]; ++i) {
-          const int64_t gi = group[p * g.m + i];
-          const T wp = value[p * g.m + i];
-          for (int32_t j = 0; j < count[q]; ++j) {
-            const int64_t h = group[q * g.m + j];
-            if (!Diagonal && h == gi) continue;
-            T& entry = block[layout(d, gi, h)];
-            if (entry == T(0)) touch(gi, h);
-            entry += wp * value[q * g.m + j];
-          }
-        }
-      }
+  const DirectionMajor at{n};
+  for_each_neighbour(g, [&](int64_t p, int64_t q, int d) {
+    for (int32_t i = 0; i < count[p]; ++i) {
+      const int64_t gi = group[p * g.m + i];
+      const T wp = value[p * g.m + i];
+      for (int32_t j = 0; j < count[q]; ++j)
+        block[at(d, gi, group[q * g.m + j])] += wp * value[q * g.m + j];
     }
-  }
+  });
 }
 
 // The off-diagonal part of Eq. 4 (g != h) of one image, compactly: every unordered
@@ -148,31 +158,23 @@ void accumulate_contacts(const ImageTiling& g, const PixelEntries<T>& entries, i
   pairs.clear();
   values.assign(8, T(0));
   for (int64_t i = 0; i < n; ++i) pair_id[i * n + i] = 0;
-  for (int64_t y = 0; y < g.H; ++y) {
-    for (int64_t x = 0; x < g.W; ++x) {
-      const int64_t p = y * g.W + x;
-      for (int d = 0; d < kHalf; ++d) {
-        const int64_t ny = y + kHalfDy[d], nx = x + kHalfDx[d];
-        if (ny >= g.H || nx < 0 || nx >= g.W) continue;
-        const int64_t q = ny * g.W + nx;
-        for (int32_t i = 0; i < count[p]; ++i) {
-          const int32_t a = group[p * m + i];
-          const T wa = value[p * m + i];
-          for (int32_t j = 0; j < count[q]; ++j) {
-            const int32_t b = group[q * m + j];
-            const int32_t lo = a < b ? a : b, hi = a < b ? b : a;
-            int32_t id = pair_id[lo * n + hi];
-            if (id < 0) {
-              pairs.emplace_back(lo, hi);
-              id = pair_id[lo * n + hi] = static_cast<int32_t>(pairs.size());
-              values.resize(values.size() + 8, T(0));
-            }
-            values[id * 8 + (a > b) * 4 + d] += wa * value[q * m + j];
-          }
+  for_each_neighbour(g, [&](int64_t p, int64_t q, int d) {
+    for (int32_t i = 0; i < count[p]; ++i) {
+      const int32_t a = group[p * m + i];
+      const T wa = value[p * m + i];
+      for (int32_t j = 0; j < count[q]; ++j) {
+        const int32_t b = group[q * m + j];
+        const int32_t lo = a < b ? a : b, hi = a < b ? b : a;
+        int32_t id = pair_id[lo * n + hi];
+        if (id < 0) {
+          pairs.emplace_back(lo, hi);
+          id = pair_id[lo * n + hi] = static_cast<int32_t>(pairs.size());
+          values.resize(values.size() + 8, T(0));
         }
+        values[id * 8 + (a > b) * 4 + d] += wa * value[q * m + j];
       }
     }
-  }
+  });
   for (const auto& [lo, hi] : pairs) pair_id[lo * n + hi] = -1;  // -1 again for the next image
   for (int64_t i = 0; i < n; ++i) pair_id[i * n + i] = -1;
 }

@@ -82,8 +82,7 @@ at::Tensor half_direction_blocks(const at::Tensor& weight_in, const at::Tensor& 
     const int64_t* l = local.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     for_each_image(g, w, l, [&](int64_t b, const PixelEntries<scalar_t>& entries) {
-      accumulate_half_blocks<true>(g.image, entries, o + b * kHalf * g.n * g.n,
-                                   DirectionMajor{g.n}, [](int64_t, int64_t) {});
+      accumulate_half_blocks(g.image, entries, o + b * kHalf * g.n * g.n, g.n);
     });
   });
   return out;

@@ -63,16 +63,17 @@ void add_weighted_rows(const T* rows, int64_t C, int64_t c_begin, int64_t c_end,
   }
 }
 
-// Lists the non-zero weights of one slot's row of positions (branch-free): the
-// pixel (or, with 'positions', the position within the tile) and the weight.
+// Lists the non-zero weights of one slot's row of positions of tile t (branch-free):
+// the pixel (or, with 'positions', the position within the tile) and the weight.
 template <typename T>
-int64_t list_entries(const ImageTiling& g, const T* row, int64_t y0, int64_t x0, int64_t rows,
-                     int64_t cols, bool positions, int32_t* pixel, T* w) {
+int64_t list_entries(const ImageTiling& g, const T* row, const TileView& t, bool positions,
+                     int32_t* pixel, T* w) {
   int64_t count = 0;
-  for (int64_t a = 0; a < rows; ++a) {
-    for (int64_t c = 0; c < cols; ++c) {
+  for (int64_t a = 0; a < t.rows; ++a) {
+    for (int64_t c = 0; c < t.cols; ++c) {
       const T v = row[a * g.tw + c];
-      pixel[count] = static_cast<int32_t>(positions ? a * g.tw + c : (y0 + a) * g.W + x0 + c);
+      pixel[count] = static_cast<int32_t>(positions ? a * g.tw + c
+                                                    : (t.y0 + a) * g.W + t.x0 + c);
       w[count] = v;
       count += v != T(0);
     }
@@ -90,21 +91,16 @@ void pool_rows(const ImageTiling& g, const T* x, int64_t C, int64_t c_begin, int
                const T* weight, const int64_t* slot_group, T* out, PoolScratch<T>& scratch) {
   scratch.pixel.resize(g.P);
   scratch.weight.resize(g.P);
-  for (int64_t ty = 0; ty < g.tiles_y; ++ty) {
-    const int64_t y0 = ty * g.th, rows = std::min(g.th, g.H - y0);
-    for (int64_t tx = 0; tx < g.tiles_x; ++tx) {
-      const int64_t x0 = tx * g.tw, cols = std::min(g.tw, g.W - x0);
-      const int64_t tile = ty * g.tiles_x + tx;
-      for (int64_t j = 0; j < g.m; ++j) {
-        const int64_t count = pool_detail::list_entries(
-            g, weight + (tile * g.m + j) * g.P, y0, x0, rows, cols, false, scratch.pixel.data(),
-            scratch.weight.data());
-        pool_detail::add_weighted_rows(x, C, c_begin, c_end, scratch.pixel.data(),
-                                       scratch.weight.data(), count,
-                                       out + slot_group[tile * g.m + j] * C);
-      }
+  for_each_tile(g, [&](const TileView& t) {
+    for (int64_t j = 0; j < g.m; ++j) {
+      const int64_t count =
+          pool_detail::list_entries(g, weight + (t.tile * g.m + j) * g.P, t, false,
+                                    scratch.pixel.data(), scratch.weight.data());
+      pool_detail::add_weighted_rows(x, C, c_begin, c_end, scratch.pixel.data(),
+                                     scratch.weight.data(), count,
+                                     out + slot_group[t.tile * g.m + j] * C);
     }
-  }
+  });
 }
 
 // The same on a contiguous map x [C][H W] (planes): every tile's block of the C
@@ -121,39 +117,34 @@ void pool_planes(const ImageTiling& g, const T* x, int64_t C, const T* weight,
   scratch.weight.resize(g.P);
   scratch.tile.resize(g.P * C);
   T* tile_rows = scratch.tile.data();
-  for (int64_t ty = 0; ty < g.tiles_y; ++ty) {
-    const int64_t y0 = ty * g.th, rows = std::min(g.th, g.H - y0);
-    for (int64_t tx = 0; tx < g.tiles_x; ++tx) {
-      const int64_t x0 = tx * g.tw, cols = std::min(g.tw, g.W - x0);
-      const int64_t tile = ty * g.tiles_x + tx;
-      for (int64_t a = 0; a < rows; ++a) {
-        const T* src = x + (y0 + a) * g.W + x0;
-        T* dst = tile_rows + a * g.tw * C;
-        int64_t c0 = 0;
-        for (; c0 + L <= C; c0 += L) {
-          int64_t col = 0;
-          for (; col + L <= cols; col += L) {  // an L x L block in registers
-            VT block[L];
-            for (int64_t i = 0; i < L; ++i) block[i] = V::load(src + (c0 + i) * N + col);
-            transpose_square<T>(block);
-            for (int64_t i = 0; i < L; ++i) V::store(dst + (col + i) * C + c0, block[i]);
-          }
-          for (; col < cols; ++col)
-            for (int64_t i = 0; i < L; ++i) dst[col * C + c0 + i] = src[(c0 + i) * N + col];
+  for_each_tile(g, [&](const TileView& t) {
+    for (int64_t a = 0; a < t.rows; ++a) {
+      const T* src = x + (t.y0 + a) * g.W + t.x0;
+      T* dst = tile_rows + a * g.tw * C;
+      int64_t c0 = 0;
+      for (; c0 + L <= C; c0 += L) {
+        int64_t col = 0;
+        for (; col + L <= t.cols; col += L) {  // an L x L block in registers
+          VT block[L];
+          for (int64_t i = 0; i < L; ++i) block[i] = V::load(src + (c0 + i) * N + col);
+          transpose_square<T>(block);
+          for (int64_t i = 0; i < L; ++i) V::store(dst + (col + i) * C + c0, block[i]);
         }
-        for (; c0 < C; ++c0)
-          for (int64_t col = 0; col < cols; ++col) dst[col * C + c0] = src[c0 * N + col];
+        for (; col < t.cols; ++col)
+          for (int64_t i = 0; i < L; ++i) dst[col * C + c0 + i] = src[(c0 + i) * N + col];
       }
-      for (int64_t j = 0; j < g.m; ++j) {
-        const int64_t count = pool_detail::list_entries(
-            g, weight + (tile * g.m + j) * g.P, y0, x0, rows, cols, true, scratch.pixel.data(),
-            scratch.weight.data());
-        pool_detail::add_weighted_rows(tile_rows, C, 0, C, scratch.pixel.data(),
-                                       scratch.weight.data(), count,
-                                       out + slot_group[tile * g.m + j] * C);
-      }
+      for (; c0 < C; ++c0)
+        for (int64_t col = 0; col < t.cols; ++col) dst[col * C + c0] = src[c0 * N + col];
     }
-  }
+    for (int64_t j = 0; j < g.m; ++j) {
+      const int64_t count =
+          pool_detail::list_entries(g, weight + (t.tile * g.m + j) * g.P, t, true,
+                                    scratch.pixel.data(), scratch.weight.data());
+      pool_detail::add_weighted_rows(tile_rows, C, 0, C, scratch.pixel.data(),
+                                     scratch.weight.data(), count,
+                                     out + slot_group[t.tile * g.m + j] * C);
+    }
+  });
 }
 
 // Eq. 6 for the pixels of tile rows [ty_begin, ty_end): out: the image's
@@ -168,50 +159,45 @@ void unpool_rows(const ImageTiling& g, const T* z, int64_t C, const T* weight,
   constexpr int64_t L = V::lanes, kChunk = 8;
   std::vector<const T*> source(g.m);
   std::vector<T> share(g.m);
-  for (int64_t ty = ty_begin; ty < ty_end; ++ty) {
-    const int64_t y0 = ty * g.th, rows = std::min(g.th, g.H - y0);
-    for (int64_t tx = 0; tx < g.tiles_x; ++tx) {
-      const int64_t x0 = tx * g.tw, cols = std::min(g.tw, g.W - x0);
-      const int64_t tile = ty * g.tiles_x + tx;
-      const T* wt = weight + tile * g.m * g.P;
-      const int64_t* groups = slot_group + tile * g.m;
-      for (int64_t a = 0; a < rows; ++a) {
-        for (int64_t c = 0; c < cols; ++c) {
-          const int64_t pos = a * g.tw + c;
-          T total = 0;
-          int64_t count = 0;  // the non-zero entries, without a branch on them
-          for (int64_t j = 0; j < g.m; ++j) {
-            const T v = wt[j * g.P + pos];
-            total += v;
-            source[count] = z + groups[j] * C;
-            share[count] = v;
-            count += v != T(0);
-          }
-          const T inverse = T(1) / std::max(total, eps);
-          for (int64_t i = 0; i < count; ++i) share[i] *= inverse;
-          T* row = out + ((y0 + a) * g.W + x0 + c) * C;
-          int64_t c0 = 0;
-          for (; c0 + kChunk * L <= C; c0 += kChunk * L) {
-            VT acc[kChunk] = {};
-            for (int64_t i = 0; i < count; ++i)
-              for (int64_t k = 0; k < kChunk; ++k)
-                acc[k] += share[i] * V::load(source[i] + c0 + k * L);
-            for (int64_t k = 0; k < kChunk; ++k) V::store(row + c0 + k * L, acc[k]);
-          }
-          for (; c0 + L <= C; c0 += L) {
-            VT acc{};
-            for (int64_t i = 0; i < count; ++i) acc += share[i] * V::load(source[i] + c0);
-            V::store(row + c0, acc);
-          }
-          for (; c0 < C; ++c0) {
-            T acc = 0;
-            for (int64_t i = 0; i < count; ++i) acc += share[i] * source[i][c0];
-            row[c0] = acc;
-          }
+  for_each_tile(g, [&](const TileView& t) {
+    const T* wt = weight + t.tile * g.m * g.P;
+    const int64_t* groups = slot_group + t.tile * g.m;
+    for (int64_t a = 0; a < t.rows; ++a) {
+      for (int64_t c = 0; c < t.cols; ++c) {
+        const int64_t pos = a * g.tw + c;
+        T total = 0;
+        int64_t count = 0;  // the non-zero entries, without a branch on them
+        for (int64_t j = 0; j < g.m; ++j) {
+          const T v = wt[j * g.P + pos];
+          total += v;
+          source[count] = z + groups[j] * C;
+          share[count] = v;
+          count += v != T(0);
+        }
+        const T inverse = T(1) / std::max(total, eps);
+        for (int64_t i = 0; i < count; ++i) share[i] *= inverse;
+        T* row = out + ((t.y0 + a) * g.W + t.x0 + c) * C;
+        int64_t c0 = 0;
+        for (; c0 + kChunk * L <= C; c0 += kChunk * L) {
+          VT acc[kChunk] = {};
+          for (int64_t i = 0; i < count; ++i)
+            for (int64_t k = 0; k < kChunk; ++k)
+              acc[k] += share[i] * V::load(source[i] + c0 + k * L);
+          for (int64_t k = 0; k < kChunk; ++k) V::store(row + c0 + k * L, acc[k]);
+        }
+        for (; c0 + L <= C; c0 += L) {
+          VT acc{};
+          for (int64_t i = 0; i < count; ++i) acc += share[i] * V::load(source[i] + c0);
+          V::store(row + c0, acc);
+        }
+        for (; c0 < C; ++c0) {
+          T acc = 0;
+          for (int64_t i = 0; i < count; ++i) acc += share[i] * source[i][c0];
+          row[c0] = acc;
         }
       }
     }
-  }
+  }, ty_begin, ty_end);
 }
 
 }  // namespace pyg_hgconv

@@ -2,13 +2,12 @@
 //
 // Vec<T> is a 64-byte GCC/Clang vector (one AVX-512 register, two AVX2 ones):
 // arithmetic on it compiles to packed instructions whatever the target, without
-// intrinsics. exp_array is the exponential over an array the SLIC softmax needs:
-// float by a branch-free polynomial the compiler vectorises (Cephes' expf: x = k ln2
-// + r, |r| <= ln2 / 2, a degree-6 polynomial of r, then 2^k from the exponent bits;
-// within 2 ulp; 0 below -87.3, the float range), double by std::exp. k is rounded by
-// adding and subtracting 1.5 * 2^23 (its low bits then hold k), as floor and float ->
-// int conversions do not vectorise under strict IEEE semantics (libm's exp does not
-// vectorise either).
+// intrinsics. exp_vec is the exponential the SLIC softmax needs: float by a
+// branch-free polynomial (Cephes' expf: x = k ln2 + r, |r| <= ln2 / 2, a degree-6
+// polynomial of r, then 2^k from the exponent bits; within 2 ulp; 0 below -87.3, the
+// float range), double by std::exp lane by lane. k is rounded by adding and
+// subtracting 1.5 * 2^23 (its low bits then hold k), with no float -> int
+// conversion (libm's exp does not vectorise).
 #pragma once
 
 #include <bit>
@@ -76,8 +75,7 @@ inline void transpose_square(typename Vec<T, Bytes>::type* rows) {
   if constexpr (L >= 2) detail::transpose_stage<VT, 1, L>(rows);
 }
 
-// exp of every lane of a vector: float by the polynomial of exp_array (the same
-// arithmetic, in registers), double by std::exp.
+// exp of every lane of a vector (see the header).
 template <int Bytes>
 inline typename Vec<float, Bytes>::type exp_vec(typename Vec<float, Bytes>::type x) {
   using V = Vec<float, Bytes>;
@@ -105,33 +103,6 @@ template <int Bytes>
 inline typename Vec<double, Bytes>::type exp_vec(typename Vec<double, Bytes>::type x) {
   for (int64_t i = 0; i < Vec<double, Bytes>::lanes; ++i) x[i] = std::exp(x[i]);
   return x;
-}
-
-inline void exp_array(const float* x, float* out, int64_t n) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  constexpr int32_t kRoundBits = 0x4B400000;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const float xi = x[i];
-    const float v = xi < -87.33f ? -87.33f : (xi > 88.72f ? 88.72f : xi);
-    const float shifted = v * 1.44269504088896341f + kRound;
-    const float k = shifted - kRound;
-    const float r = (v - k * 0.693359375f) - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const int32_t exponent = std::bit_cast<int32_t>(shifted) - kRoundBits + 127;
-    const float scale = std::bit_cast<float>(exponent << 23);
-    out[i] = xi < -87.33f ? 0.0f : p * scale;
-  }
-}
-
-inline void exp_array(const double* x, double* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = std::exp(x[i]);
 }
 
 }  // namespace pyg_hgconv
