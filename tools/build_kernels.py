@@ -5,7 +5,8 @@
 * ``pyg_hgconv/csrc/*.cpp`` (and the headers they share) ->
   ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (HG-Conv's clustering: the whole
   no-grad clustering of a batch, :mod:`pyg_hgconv.nn.pool.fused_clustering`, its
-  importance map and centre samplers, :mod:`pyg_hgconv.nn.pool.fused_importance`
+  embedding, :mod:`pyg_hgconv.nn.pool.fused_embedding`, its importance map and
+  centre samplers, :mod:`pyg_hgconv.nn.pool.fused_importance`
   and :mod:`pyg_hgconv.nn.pool.fused_sampling`, and the separate steps: the
   group adjacency and its centroid-rule edges,
   :mod:`pyg_hgconv.nn.pool.fused_adjacency`, the SLIC iterations,

@@ -15,11 +15,14 @@
 //      the kept ones numbered in order (a dropped candidate slot points to the
 //      image's first group);
 //   5. the centroids (Eq. 5 on the pixel coordinates), and with 'x' the pooled
-//      features (Eq. 5, pooling.h): channels-last maps row by row, contiguous ones
-//      tile by tile, transposed in registers first;
+//      features (Eq. 5): maps of fewer channels than a vector holds entry by entry
+//      of S's coordinate form (step 6), wider ones slot by slot (pooling.h),
+//      channels-last maps row by row, contiguous ones tile by tile, transposed in
+//      registers first;
 //   6. the coordinate form of S, sorted by pixel, then slot;
-//   7. with 'edges': Eq. 4 on the non-zero entries, off the diagonal, compactly per
-//      pair of groups in contact (entries.h), then per pair the 'centroid' rule
+//   7. with 'edges': Eq. 4 on the non-zero entries (entries.h), into a dense
+//      [4][n][n] block for up to kDenseContactGroups groups, else compactly per
+//      pair of groups in contact; then per pair in contact the 'centroid' rule
 //      (edges.h: Eq. 7, the pair's contact, the sector of its centroid
 //      displacement), the identity self loops, sorted by target, then type, then
 //      source.
@@ -108,6 +111,8 @@ struct Workspace {
   std::vector<T> sums;                // [K][3]
   SlicScratch<T, 64> slic;
   PixelEntries<T> entries;
+  std::vector<T> block;               // [4][n][n]: Eq. 4 of a small image (dense)
+  std::vector<T> contact;             // [n][n]: its sum over the four directions
   std::vector<int32_t> pair_id;       // [n][n]: -1 between images (accumulate_contacts)
   std::vector<std::pair<int32_t, int32_t>> pairs;
   std::vector<T> pair_values;         // [1 + pairs][8]
@@ -123,9 +128,12 @@ struct Workspace {
         new_id(s.K), sums(s.K * 3) {}
 };
 
-// Step 1: the standardised embedding of one image times the feature scale.
+// Step 1: the standardised embedding of one image times the feature scale, into
+// out [D][N]; e holds feature d of pixel i at d * channel_stride + i * pixel_stride
+// (contiguous planes or channels-last rows).
 template <typename T>
-void standardize(const T* e, int64_t D, int64_t N, T scale, T* out) {
+void standardize(const T* e, int64_t D, int64_t N, int64_t channel_stride,
+                 int64_t pixel_stride, T scale, T* out) {
   const int64_t size = D * N;
   T peak = 0;
 #pragma omp simd reduction(max : peak)
@@ -136,11 +144,11 @@ void standardize(const T* e, int64_t D, int64_t N, T scale, T* out) {
   peak = std::max(peak, std::numeric_limits<T>::min());
   for (int64_t d = 0; d < D; ++d) {
     T* row = out + d * N;
-    const T* in = e + d * N;
+    const T* in = e + d * channel_stride;
     double total = 0;
 #pragma omp simd reduction(+ : total)
     for (int64_t i = 0; i < N; ++i) {
-      row[i] = in[i] / peak;
+      row[i] = in[i * pixel_stride] / peak;
       total += row[i];
     }
     const T mean = static_cast<T>(total / N);
@@ -157,13 +165,15 @@ void standardize(const T* e, int64_t D, int64_t N, T scale, T* out) {
 
 // Steps 1-3 and 4: S of one image into 'w_out' ([tiles][m][P]), and the kept centres.
 template <typename T>
-void cluster_image(const Sizes& s, const T* embedding, const int64_t* centre_pixel,
+void cluster_image(const Sizes& s, const T* embedding, bool embedding_channels_last,
+                   const int64_t* centre_pixel,
                    T feature_scale, T position_scale, int64_t num_iterations, T threshold,
                    bool softmax, T* w_out, ImageResult<T>& result, Workspace<T>& ws) {
   const ImageTiling& g = s.tiling;
   const int64_t D = s.D, Dc = s.Dc, N = s.N, K = s.K, m = s.m, P = s.P, Pp = s.Pp;
   T* es = ws.standard.data();
-  standardize(embedding, D, N, feature_scale, es);
+  standardize(embedding, D, N, embedding_channels_last ? 1 : N, embedding_channels_last ? D : 1,
+              feature_scale, es);
 
   // step 2: the m nearest centres of every tile, on doubled coordinates, as
   // (distance, centre) keys whose order is the rule; the centres by row, and the
@@ -342,29 +352,55 @@ void centroids(const Sizes& s, ImageResult<T>& result, Workspace<T>& ws, T eps) 
   }
 }
 
+// Up to this many groups per image, Eq. 4 goes into a dense [4][n][n] block (at
+// most 1 MiB of float32 per thread): its products add at addresses computed from
+// the two groups alone, several times faster than the compact pairs, whose every
+// product waits on a lookup of its pair; larger images use the compact pairs.
+constexpr int64_t kDenseContactGroups = 256;
+
 // Step 7: the typed, weighted edges of one image (local indices, output order).
 template <typename T>
 void image_edges(const Sizes& s, ImageResult<T>& result, Workspace<T>& ws, bool noise_cancel,
                  T threshold, T tan_sector) {
   const int64_t n = static_cast<int64_t>(result.kept.size());
-  auto& pairs = ws.pairs;
-  accumulate_contacts(s.tiling, ws.entries, n, ws.pair_id.data(), pairs, ws.pair_values);
   // the edges of every pair in both directions and the identity self loops
   // (supplementary B), then by target (counting), then type and source
   auto& edges = ws.edges;
   edges.clear();
   const T* pos = result.pos.data();
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    const int64_t u = pairs[i].first, v = pairs[i].second;
-    const T* values = ws.pair_values.data() + (i + 1) * 8;
+  auto pair_edges = [&](const T* values, const auto& layout, int64_t u, int64_t v) {
     int type;
     T weight;
-    if (centroid_edge(values, PairValues{}, u, v, pos, noise_cancel, threshold, tan_sector, type,
+    if (centroid_edge(values, layout, u, v, pos, noise_cancel, threshold, tan_sector, type,
                       weight))
       edges.emplace_back(u, type, v, weight);
-    if (centroid_edge(values, PairValues{}, v, u, pos, noise_cancel, threshold, tan_sector, type,
+    if (centroid_edge(values, layout, v, u, pos, noise_cancel, threshold, tan_sector, type,
                       weight))
       edges.emplace_back(v, type, u, weight);
+  };
+  if (n <= kDenseContactGroups) {
+    ws.block.assign(kHalf * n * n, T(0));
+    accumulate_half_blocks(s.tiling, ws.entries, ws.block.data(), n);
+    // the pairs in contact: a product in either direction (the weights are >= 0)
+    const T* block = ws.block.data();
+    ws.contact.assign(block, block + n * n);
+    T* contact = ws.contact.data();
+    for (int d = 1; d < kHalf; ++d) {
+      const T* plane = block + d * n * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n * n; ++i) contact[i] += plane[i];
+    }
+    const DirectionMajor at{n};
+    for (int64_t u = 0; u < n; ++u)
+      for (int64_t v = u + 1; v < n; ++v)
+        if (contact[u * n + v] + contact[v * n + u] > T(0)) pair_edges(block, at, u, v);
+  } else {
+    if (static_cast<int64_t>(ws.pair_id.size()) < n * n) ws.pair_id.assign(n * n, -1);
+    auto& pairs = ws.pairs;
+    accumulate_contacts(s.tiling, ws.entries, n, ws.pair_id.data(), pairs, ws.pair_values);
+    for (size_t i = 0; i < pairs.size(); ++i)
+      pair_edges(ws.pair_values.data() + (i + 1) * 8, PairValues{}, pairs[i].first,
+                 pairs[i].second);
   }
   for (int64_t t = 0; t < n; ++t) edges.emplace_back(t, kSelf, t, T(1));
   std::vector<int64_t>& first = ws.first_edge;
@@ -395,13 +431,24 @@ void image_edges(const Sizes& s, ImageResult<T>& result, Workspace<T>& ws, bool 
   }
 }
 
-// Step 5 (features): Eq. 5 of 'x' into the image's rows 'out' [n][C] (pooling.h).
+// Step 5 (features): Eq. 5 of 'x' into the image's rows 'out' [n][C]: maps narrower
+// than a vector entry by entry of S's coordinate form, wider ones slot by slot
+// (pooling.h).
 template <typename T>
 void pool_image(const Sizes& s, const T* x, bool channels_last, const T* weight,
                 const ImageResult<T>& result, T eps, T* out, PoolScratch<T>& scratch) {
   const int64_t n = static_cast<int64_t>(result.kept.size()), C = s.C;
   std::fill(out, out + n * C, T(0));
-  if (channels_last) {
+  if (C < Vec<T>::lanes) {  // narrower than a vector: entry by entry, from S's coordinate form
+    const int64_t N = s.N, pixel_stride = channels_last ? C : 1, channel_stride = channels_last ? 1 : N;
+    const size_t nnz = result.entry_value.size();
+    for (size_t i = 0; i < nnz; ++i) {
+      const T v = result.entry_value[i];
+      const T* xp = x + result.entry_pixel[i] * pixel_stride;
+      T* o = out + result.entry_group[i] * C;
+      for (int64_t c = 0; c < C; ++c) o[c] += v * xp[c * channel_stride];
+    }
+  } else if (channels_last) {
     pool_rows(s.tiling, x, C, 0, C, weight, result.slot_group.data(), out, scratch);
   } else {
     pool_planes(s.tiling, x, C, weight, result.slot_group.data(), out, scratch);
@@ -445,7 +492,10 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
   TORCH_CHECK(tile_h >= 1 && tile_h <= H && tile_w >= 1 && tile_w <= W,
               "cluster_images: tiles of ", tile_h, " x ", tile_w, " do not fit ", H, " x ", W);
   TORCH_CHECK(num_iterations >= 0, "cluster_images: 'num_iterations' must be >= 0");
-  const at::Tensor embedding = embedding_in.contiguous();
+  // channels-last embeddings (of channels-last maps) are read as they are
+  const bool embedding_channels_last =
+      embedding_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !embedding_in.is_contiguous();
+  const at::Tensor embedding = embedding_channels_last ? embedding_in : embedding_in.contiguous();
   const at::Tensor centers = centers_in.contiguous();
   TORCH_CHECK(centers.numel() == 0 || (centers.min().item<int64_t>() >= 0 &&
                                        centers.max().item<int64_t>() < N),
@@ -485,13 +535,11 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
       for (int64_t b = begin; b < end; ++b) {
         ImageResult<T>& r = results[b];
         T* w = tw + b * s.tiles * s.m * s.P;
-        cluster_image<T>(s, emb + b * D * N, cen + b * K, static_cast<T>(feature_scale),
+        cluster_image<T>(s, emb + b * D * N, embedding_channels_last, cen + b * K, static_cast<T>(feature_scale),
                          static_cast<T>(position_scale), num_iterations,
                          static_cast<T>(threshold), softmax, w, r, ws);
         centroids<T>(s, r, ws, static_cast<T>(eps));
         if (edges) {
-          const int64_t n = static_cast<int64_t>(r.kept.size());
-          if (static_cast<int64_t>(ws.pair_id.size()) < n * n) ws.pair_id.assign(n * n, -1);
           image_edges<T>(s, r, ws, noise_cancel, static_cast<T>(edge_threshold),
                          static_cast<T>(tan_sector));
         }

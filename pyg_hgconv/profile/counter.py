@@ -39,6 +39,7 @@ from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_co
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.nn.pool.adjacency import block_positions, runs_fused_kernel
 from pyg_hgconv.nn.pool.fused_clustering import padded_positions, runs_without_grad_on
+from pyg_hgconv.nn.pool.fused_embedding import runs_channels_last
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
@@ -373,6 +374,11 @@ class _Counter:
                     b, h, w, c, d, k, module.num_iterations, graph.num_nodes, padded)["slic"]
                 # the non-zeros only: the features' and the coordinates' sums, the averages
                 steps["pooling"] = (nnz + graph.num_nodes) * (c + 2)
+                if embed is not None and runs_channels_last(x):
+                    # the fused embedding computes a channels-last pixel's outputs
+                    # in whole vectors (pyg_hgconv.nn.pool.fused_embedding)
+                    width = padded_positions(d, x.dtype)
+                    steps["embedding"] = b * h * w * width * (c + (embed.bias is not None))
             if fused or (tiled is not None and graph.num_nodes and runs_fused_kernel(
                     tiled.weight, int((graph.ptr[1:] - graph.ptr[:-1]).max()))):
                 steps["adjacency"] = pairs  # the fused kernels multiply non-zeros only

@@ -10,6 +10,7 @@ from pyg_hgconv.nn.pool import (
     fused_adjacency,
     fused_clustering,
     fused_coo,
+    fused_embedding,
     fused_importance,
     fused_pooling,
     fused_sampling,
@@ -26,8 +27,8 @@ SLIC_BACKENDS = [
 ]
 
 #: every module that decides by its BACKEND whether a fused op runs
-KERNEL_MODULES = (fused_adjacency, fused_clustering, fused_coo, fused_importance, fused_pooling,
-                  fused_sampling, fused_slic)
+KERNEL_MODULES = (fused_adjacency, fused_clustering, fused_coo, fused_embedding, fused_importance,
+                  fused_pooling, fused_sampling, fused_slic)
 
 #: skip a test that needs the compiled library
 needs_kernels = pytest.mark.skipif(kernels.BACKEND != "fused",

@@ -80,6 +80,20 @@ def test_graph_conv_options_change_the_count():
     assert conv_flops("dynamic_edge", (2, 3), two) == (4 + 1) * 2 + (4 + 1) * 84
 
 
+@pytest.mark.skipif(fused_clustering.BACKEND != "fused", reason="fused kernels not built")
+def test_the_fused_embedding_is_priced_in_whole_vectors_on_channels_last_maps():
+    # D = 5 outputs of C = 3 channels with a bias on 4 x 5 pixels: contiguous maps
+    # compute the 5 outputs (C products + the bias each), channels-last ones
+    # 16 of them (one vector of floats) per pixel
+    transform = ImageToGroupGraph(in_channels=3, num_groups=2, embed_channels=5).eval()
+    x = torch.randn(1, 3, 4, 5)
+    steps = {k.split("[")[1][:-1]: v for k, v in count_flops(transform, x).modules.items()}
+    assert steps["embedding"] == 20 * 5 * (3 + 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    steps = {k.split("[")[1][:-1]: v for k, v in count_flops(transform, x).modules.items()}
+    assert steps["embedding"] == 20 * 16 * (3 + 1)
+
+
 def test_clustering_rule_matches_a_hand_count(monkeypatch):
     # T = 0 SLIC iterations, K = 2 centres, m = 2 candidates on a 4x5 image: the
     # tiles are 3x3 (r = sqrt(20 / 2) -> 3), 2 x 2 of them, so the tiled S stores

@@ -15,6 +15,8 @@ module                         step (paper)
 :mod:`.kernels`                the compiled library of the fused CPU kernels below
 :mod:`.fused_clustering`       steps 3-5 of :class:`ImageToGroupGraph` for a batch
                                in one op (no gradient)
+:mod:`.fused_embedding`        the clustering embedding (1x1 conv) in one op,
+                               batch-invariant (no gradient)
 :mod:`.fused_importance`       the importance map in one op (no gradient)
 :mod:`.fused_sampling`         the centre samplers in one op, given their keys
 :mod:`.fused_slic`             Algorithm 1's iterations in one op (no gradient)

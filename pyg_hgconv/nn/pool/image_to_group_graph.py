@@ -13,6 +13,7 @@ from pyg_hgconv.nn.pool.adjacency import (
     runs_fused_kernel,
 )
 from pyg_hgconv.nn.pool.fused_clustering import fused_cluster_images, fused_clustering_applies
+from pyg_hgconv.nn.pool.fused_embedding import fused_embedding_applies, fused_pixel_embedding
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
 from pyg_hgconv.nn.pool.sampling import SAMPLERS, sample_centers
 from pyg_hgconv.nn.pool.slic import (
@@ -414,18 +415,23 @@ class ImageToGroupGraph(nn.Module):
 
     def _embed(self, x: Tensor) -> Tensor:
         """The clustering embedding ``[B, D, H, W]``: a 1x1 convolution
-        (the ``Linear`` ``self.embed`` on every pixel), or ``x`` itself."""
+        (the ``Linear`` ``self.embed`` on every pixel; by the fused op where no
+        gradient is needed, :mod:`~pyg_hgconv.nn.pool.fused_embedding`), or
+        ``x`` itself."""
         if self.embed is None:
             return x
         if isinstance(self.embed, nn.LazyLinear) and self.embed.has_uninitialized_params():
             self.embed(x[:1, :, 0, 0])  # materialise the lazy weight
         b, c, h, w = x.shape
+        weight = self.embed.weight.to(x.dtype)
+        bias = None if self.embed.bias is None else self.embed.bias.to(x.dtype)
+        if fused_embedding_applies(x, weight, bias):  # in the memory format of x
+            return fused_pixel_embedding(x, weight, bias)
         # one [D, C] x [C, HW] product per image: no pixel-major copy of x, and
         # an image's embedding does not depend on the rest of the batch
-        weight = self.embed.weight.to(x.dtype)
         out = torch.bmm(weight.expand(b, -1, -1), x.reshape(b, c, h * w))
-        if self.embed.bias is not None:
-            out = out + self.embed.bias.view(1, -1, 1)
+        if bias is not None:
+            out = out + bias.view(1, -1, 1)
         return out.view(b, -1, h, w)
 
     def _slic(self, embedding: Tensor, centers: Tensor):

@@ -3,7 +3,8 @@
 ``pyg_hgconv/csrc`` holds the kernels of one library,
 ``pyg_hgconv/_lib/pyg_hgconv_kernels.so`` (``make`` builds it with
 ``tools/build_kernels.py``): the whole no-grad clustering after the centre
-sampling (:mod:`~pyg_hgconv.nn.pool.fused_clustering`), the importance map
+sampling (:mod:`~pyg_hgconv.nn.pool.fused_clustering`), the clustering
+embedding (:mod:`~pyg_hgconv.nn.pool.fused_embedding`), the importance map
 (:mod:`~pyg_hgconv.nn.pool.fused_importance`), the centre samplers
 (:mod:`~pyg_hgconv.nn.pool.fused_sampling`), and the separate steps: the group
 adjacency of Eq. 4 (:mod:`~pyg_hgconv.nn.pool.fused_adjacency`), the SLIC

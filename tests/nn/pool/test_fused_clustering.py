@@ -105,6 +105,23 @@ def test_vector_wide_tiles_pool_through_transposes(channels_last):
 
 
 @needs_kernels
+@pytest.mark.parametrize("cancel", [False, True])
+@pytest.mark.parametrize("channels", [1, 3, 24])
+def test_images_of_many_groups_take_the_compact_pairs(cancel, channels):
+    """Beyond 256 groups an image's Eq. 4 goes into compact pairs instead of a
+    dense block: the same graph as the PyTorch path, and both sides of the bound
+    agree with it."""
+    x = structured_image(2, channels, 40, 48, seed=5).double()
+    for groups in (200, 300):  # the dense block, the compact pairs
+        module = ImageToGroupGraph(in_channels=channels, num_groups=groups, embed_channels=None,
+                                   learnable=False, noise_cancel=cancel,
+                                   edge_threshold=0.25).double().eval()
+        fused, reference = both_paths(module, x)
+        assert (fused.ptr.diff() > 256).all() == (groups > 256)
+        assert_same_graphs(fused, reference)
+
+
+@needs_kernels
 def test_mnist_like_digits_in_float32():
     """One-channel float32 digits (the superpixel benchmark's setting) through
     ToGroupGraph: the same structure, values to float32 tolerance."""
