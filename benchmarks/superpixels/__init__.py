@@ -10,7 +10,12 @@ graphs built from the same images:
   groups per image + ``Cartesian``;
 * ``learned`` -- the clustering inside the model (:class:`~pyg_hgconv.ImageToGroupGraph`
   with a learned embedding and scales), trained end to end through the
-  classifier: the grouping adapts to the task.
+  classifier: the grouping adapts to the task. Its centres are sampled in
+  training as in evaluation (``train_sampling='seeded'``, as the ``groups``
+  kind's are), so that the two kinds differ only in what the clustering learns;
+  at initialisation the learned clustering builds the ``groups`` kind's graphs,
+  and the classifier starts from the same weights in both kinds (one seed, one
+  initialisation).
 
 Every model is the same small classifier (:mod:`.model`): node features
 (intensity and position) -> a linear layer -> three registry graph convs with

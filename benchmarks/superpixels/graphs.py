@@ -40,7 +40,8 @@ GRAPH_KINDS: dict[str, str] = {
     "slic": f"PyG: ToSLIC(n_segments={NUM_SEGMENTS}) + KNNGraph(k={KNN}) + DirectionTypes + "
             "Cartesian",
     "groups": f"ToGroupGraph(num_groups={NUM_SEGMENTS}) + Cartesian (fixed, parameter-free)",
-    "learned": f"ImageToGroupGraph({NUM_SEGMENTS} groups) inside the model, trained end to end",
+    "learned": f"ImageToGroupGraph({NUM_SEGMENTS} groups) inside the model, trained end to end "
+               "(centres sampled as in evaluation)",
 }
 
 

@@ -20,7 +20,8 @@ class GraphClassifier(nn.Module):
         conv (str): the registry graph conv of every layer.
         learned_clustering (bool): the input is a batch of images ``[B, 1, H, W]``
             clustered by the model's own :class:`~pyg_hgconv.ImageToGroupGraph`
-            (learned embedding and scales, trained through the classifier);
+            (learned embedding and scales, trained through the classifier;
+            centres sampled as in evaluation, ``train_sampling='seeded'``);
             otherwise a PyG batch of graphs (``x``, ``pos``, the edges the conv
             reads; ``edge_attr``, when present, gives GMM and Spline their
             pseudo-coordinates).
@@ -38,8 +39,14 @@ class GraphClassifier(nn.Module):
         super().__init__()
         self.conv_name = conv
         self.image_size = image_size
-        self.cluster = (ImageToGroupGraph(1, num_groups=num_groups, embed_channels=8)
-                        if learned_clustering else None)
+        self.cluster = None
+        if learned_clustering:
+            # built on a side stream of the random generator: the classifier below
+            # starts from the same weights (and the run from the same generator
+            # state) whatever the graph kind, so that the kinds compare seed by seed
+            with torch.random.fork_rng():
+                self.cluster = ImageToGroupGraph(1, num_groups=num_groups, embed_channels=8,
+                                                 train_sampling="seeded")
         self.lin_in = nn.Linear(3, width)
         self.convs = nn.ModuleList(GraphConvStep(conv, width, width, **(conv_kwargs or {}))
                                    for _ in range(num_layers))

@@ -37,6 +37,9 @@ DIRECTION_RULE = "centroid"
 EDGE_THRESHOLD = 0.5
 #: what the importance map can be computed on
 IMPORTANCE_SOURCES = ("embedding", "features")
+#: how the centres are sampled in training mode: ``'random'``, from the global
+#: generator with keys of their own for every image; ``'seeded'``, as in evaluation
+TRAIN_SAMPLINGS = ("random", "seeded")
 
 
 def num_groups_for(num_pixels: int, num_groups: int | None, ratio: float | None) -> int:
@@ -105,7 +108,11 @@ class ImageToGroupGraph(nn.Module):
 
     In ``eval()`` mode the centre sampling uses a generator seeded with
     ``seed`` at every call and one row of random keys for the whole batch, so
-    an image always gets the same groups, whatever else is in its batch.
+    an image always gets the same groups, whatever else is in its batch. In
+    training it draws new centres at every call (``train_sampling='random'``,
+    the default), or samples them as in evaluation (``'seeded'``): the
+    grouping then changes only as the embedding and the scales learn, and the
+    network trains on the graphs it is evaluated on.
 
     Where no gradient is needed on the CPU (inference, ``torch.no_grad()``),
     the importance map, the sampling and steps 3-5 run as fused kernels
@@ -164,6 +171,8 @@ class ImageToGroupGraph(nn.Module):
             partition of the plane).
         alpha (float): attention weight of active focus (Eq. 11, paper 10).
         seed (int): seed of the evaluation-mode sampler.
+        train_sampling (str): the centre sampling in training mode,
+            ``'random'`` or ``'seeded'`` (as in evaluation; see above).
 
     Shapes:
         - **input:** features :math:`(B, C, H, W)`, attention
@@ -199,6 +208,7 @@ class ImageToGroupGraph(nn.Module):
         edge_threshold: float = EDGE_THRESHOLD,
         alpha: float = FOCUS_ALPHA,
         seed: int = 0,
+        train_sampling: str = "random",
     ):
         super().__init__()
         if num_groups is not None and ratio is not None:
@@ -255,6 +265,10 @@ class ImageToGroupGraph(nn.Module):
         self.edge_threshold = edge_threshold
         self.alpha = alpha
         self.seed = seed
+        if train_sampling not in TRAIN_SAMPLINGS:
+            raise ValueError(f"'train_sampling' must be one of {TRAIN_SAMPLINGS} "
+                             f"(got {train_sampling!r})")
+        self.train_sampling = train_sampling
 
         if embed_channels is None:
             self.embed = None
@@ -284,8 +298,8 @@ class ImageToGroupGraph(nn.Module):
                 in ``[0, 1]`` (see :func:`~pyg_hgconv.object_attention` and
                 :func:`~pyg_hgconv.uncertainty_attention`).
             generator (torch.Generator, optional): randomness of the centre
-                sampling (default: seeded with ``seed`` in eval mode, the
-                global generator in training mode).
+                sampling (default: seeded with ``seed`` in eval mode and with
+                ``train_sampling='seeded'``, else the global generator).
             as_batch (bool): return a PyG :class:`~torch_geometric.data.Batch`
                 of per-image graphs (default); ``False`` returns their disjoint
                 union as one :class:`~pyg_hgconv.GroupGraph` with ``batch`` and
@@ -301,7 +315,7 @@ class ImageToGroupGraph(nn.Module):
         if b == 0:
             graph = self._empty_graph(x, h, w)
             return graph.to_batch() if as_batch else graph
-        if generator is None and not self.training:
+        if generator is None and self._samples_as_in_evaluation():
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
         dtype = x.dtype
         with no_autocast(x.device):  # the clustering runs in float32 for half inputs
@@ -327,7 +341,8 @@ class ImageToGroupGraph(nn.Module):
         if attention is not None:
             importance = focus_map(importance, attention, self.alpha)
         centers = sample_centers(importance.flatten(1), k, self.sampler, self.oversample,
-                                 self.beta, generator, batch_invariant=not self.training)
+                                 self.beta, generator,
+                                 batch_invariant=self._samples_as_in_evaluation())
         if fused_clustering_applies(embedding, x, self.log_scales):  # steps 3-5 in one op
             return self._cluster_fused(x, embedding, centers, importance)
 
@@ -396,6 +411,10 @@ class ImageToGroupGraph(nn.Module):
             assign_weight=out.assign_weight, mass=out.mass, center_pixel=out.center_pixel,
             groups_per_image=out.groups_per_image, image_size=(h, w),
             importance=importance.reshape(-1), **assignment.graph_attributes())
+
+    def _samples_as_in_evaluation(self) -> bool:
+        """Whether the centres come from the seeded, batch-invariant sampling."""
+        return not self.training or self.train_sampling == "seeded"
 
     def _tile_grid(self, b: int, h: int, w: int, k: int) -> tuple[TileGrid, float]:
         r"""The tiling of ``b`` images of ``h x w`` pixels for ``k`` centres, and
@@ -489,5 +508,7 @@ class ImageToGroupGraph(nn.Module):
                 f"num_candidates={self.num_candidates}, embed_channels={self.embed_channels}, "
                 f"noise_cancel={self.noise_cancel}, max_direction={self.max_direction}, "
                 f"direction_rule={self.direction_rule!r}, "
-                f"edge_threshold={self.edge_threshold:g}")
+                f"edge_threshold={self.edge_threshold:g}"
+                + (f", train_sampling={self.train_sampling!r}"
+                   if self.train_sampling != "random" else ""))
 

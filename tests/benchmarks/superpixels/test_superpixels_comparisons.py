@@ -42,3 +42,4 @@ def test_each_family_is_corrected_on_its_own():
     learned = found[(("learned", "hgconv"), ("groups", "hgconv"))]
     assert learned["family_size"] == 1 and learned["p_adjusted"] == learned["p"]
     assert (("groups", "gmm"), ("groups", "hgconv")) not in found  # not reported
+

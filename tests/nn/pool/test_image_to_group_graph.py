@@ -121,6 +121,33 @@ def test_eval_is_deterministic_and_train_follows_the_global_seed(image):
     assert torch.equal(c.center_pixel, d.center_pixel)
 
 
+def test_seeded_train_sampling_trains_on_the_evaluation_groups(image):
+    transform = ImageToGroupGraph(ratio=1 / 16, embed_channels=4, in_channels=3,
+                                  train_sampling="seeded")
+    reference = transform.eval()(image)
+    transform.train()
+    torch.manual_seed(1)
+    a = transform(image)
+    torch.manual_seed(2)  # the global generator plays no part
+    b = transform(image)
+    for graph in (a, b):
+        assert torch.equal(graph.center_pixel, reference.center_pixel)
+        assert torch.equal(graph.edge_index, reference.edge_index)
+        torch.testing.assert_close(graph.x, reference.x)
+    # the grouping still learns: the gradient reaches the embedding and the scales
+    (a.x.square().sum() + a.edge_weight.sum()).backward()
+    assert bool(transform.embed.weight.grad.abs().sum() > 0)
+    assert bool(transform.log_scales.grad.abs().sum() > 0)
+    # the default draws new centres at every call
+    transform = ImageToGroupGraph(ratio=1 / 16, embed_channels=4, in_channels=3).train()
+    torch.manual_seed(1)
+    c = transform(image)
+    torch.manual_seed(2)
+    assert not torch.equal(transform(image).center_pixel, c.center_pixel)
+    with pytest.raises(ValueError, match="'train_sampling'"):
+        ImageToGroupGraph(train_sampling="fixed")
+
+
 def test_num_groups_and_ratio():
     x = structured_image(1, 3, 16, 16)
     assert ImageToGroupGraph(num_groups=10).eval()(x).num_nodes <= 10
