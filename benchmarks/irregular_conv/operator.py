@@ -44,6 +44,9 @@ field                       meaning
 ``clustering_*``            ``hgconv`` cells: :class:`~pyg_hgconv.ImageToGroupGraph` alone
                             (fwd; fwd+bwd of the pooled features and edge weights) -- the
                             clustering every graph conv of that size and ratio runs on
+``module_vs_dense_fwd``     ``hgconv`` cells: the whole module's forward over the dense 3x3
+                            conv's on the same map, timed side by side in interleaved
+                            rounds (``beside_module_fwd_ms``, ``beside_dense_fwd_ms``)
 ``status``, ``error``       ``'ok'``, or ``'error'`` with the reason (e.g. a baseline whose
                             compiled backend, torch-spline-conv / torch-cluster, is missing)
 ==========================  ================================================================
@@ -62,7 +65,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.common.grid_convs import GRID_CONVS
-from benchmarks.common.timing import median_time, peak_memory_bytes
+from benchmarks.common.timing import interleaved_times, median_time, peak_memory_bytes
 from pyg_hgconv.nn.conv.registry import GraphInputs, build_conv, conv_names, get_conv
 from pyg_hgconv.nn.pool.image_to_group_graph import DIRECTION_RULE
 from pyg_hgconv.profile.counter import conv_flops, count_flops
@@ -270,8 +273,34 @@ def measure_graph(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule, 
 
     if name == "hgconv":  # HG-Conv's own clustering, the same for every graph conv
         record.update(measure_clustering(module.pool, x, x_grad, schedule))
+        record.update(module_beside_dense(module, x, schedule, seed))
     record["status"] = "ok"
     return record
+
+
+def module_beside_dense(module: nn.Module, x: Tensor, schedule: IrregularSchedule,
+                        seed: int) -> dict[str, Any]:
+    """The whole module's forward and the dense 3x3 conv's (``conv2d``, C -> C) on
+    the same map, eval mode, no autograd, timed in ``schedule.repeats`` interleaved
+    rounds (:func:`~benchmarks.common.timing.interleaved_times`): their ratio
+    measured side by side, whatever the machine's load does between cells."""
+    channels = x.size(1)
+    torch.manual_seed(seed)
+    dense = build_conv("conv2d", channels, channels, size=tuple(x.shape[2:])).to(
+        x.device, memory_format=torch.channels_last).eval()
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            stats = interleaved_times({"module": lambda: module(x), "dense": lambda: dense(x)},
+                                      rounds=max(1, schedule.repeats),
+                                      round_s=0.2 if schedule.repeats > 1 else 0.02)
+    finally:
+        module.train(was_training)
+    return {"beside_module_fwd_ms": stats["module"]["ms"],
+            "beside_dense_fwd_ms": stats["dense"]["ms"],
+            "module_vs_dense_fwd": stats["module"]["ms"] / stats["dense"]["ms"],
+            "beside_calls": {name: v["calls"] for name, v in stats.items()}}
 
 
 def measure_clustering(pool: nn.Module, x: Tensor, x_grad: Tensor,

@@ -27,6 +27,9 @@ __all__ = ["REFERENCE_RATIO", "fairness_notes", "findings", "operator_tables", "
 
 #: the paper's default downsampling ratio: the headline rows use it
 REFERENCE_RATIO = "1/64"
+#: the whole HG-Conv module's forward time over the dense 3x3 conv's that it should
+#: stay within on the headline maps (the clustering included)
+MODULE_TIME_TARGET = 0.5
 Record = Mapping[str, Any]
 
 
@@ -101,7 +104,8 @@ def headline_table(records: Sequence[Record]) -> tuple[str, str]:
             unit_ms = r.get("module_fwd_ms", r["fwd_ms"])
             unit_bwd = r.get("module_fwdbwd_ms", r["fwdbwd_ms"])
             unit_flops = r.get("module_mflops", r["mflops"])
-            row["time_vs_dense"] = unit_ms / dense["fwd_ms"]
+            # HG-Conv's module was also timed beside the dense conv: that ratio
+            row["time_vs_dense"] = r.get("module_vs_dense_fwd", unit_ms / dense["fwd_ms"])
             row["train_vs_dense"] = unit_bwd / dense["fwdbwd_ms"]
             row["flops_vs_dense"] = unit_flops / dense["mflops"]
         out.append(row)
@@ -398,10 +402,16 @@ def findings(operator: Sequence[Record], task: Sequence[Record],
                          "forward ms of the graph conv alone: "
                          + ", ".join(f"{r['conv']} {r['fwd_ms']:.3g}" for r in graph_cell) + ".")
         if dense is not None and hg is not None:
+            beside = hg.get("module_vs_dense_fwd")
+            met = "met" if beside is not None and beside <= MODULE_TIME_TARGET else "not met"
+            forward = (f"{beside:.2f}x the forward time (timed side by side, interleaved; "
+                       f"target <= {MODULE_TIME_TARGET:g}x: {met}; "
+                       f"{hg['module_fwd_ms'] / dense['fwd_ms']:.2f}x from the two cells)"
+                       if beside is not None
+                       else f"{hg['module_fwd_ms'] / dense['fwd_ms']:.2f}x the forward time")
             lines.append(
                 f"* Operator, whole HG-Conv module vs dense 3x3 conv on the {_size(dense)} "
-                f"maps: {hg['module_mflops'] / dense['mflops']:.3f}x the FLOPs, "
-                f"{hg['module_fwd_ms'] / dense['fwd_ms']:.2f}x the forward time and "
+                f"maps: {hg['module_mflops'] / dense['mflops']:.3f}x the FLOPs, {forward} and "
                 f"{hg['module_fwdbwd_ms'] / dense['fwdbwd_ms']:.2f}x the forward+backward "
                 f"time; the clustering is {hg['clustering_fwd_ms'] / hg['module_fwd_ms']:.0%} "
                 "of the module's forward time.")

@@ -30,7 +30,7 @@ TIMING = ("fwd_ms", "fwdbwd_ms", "fwd_peak_mib", "fwdbwd_peak_mib", "params", "f
 MODULE = ("module_fwd_ms", "module_fwdbwd_ms", "module_fwd_peak_mib", "module_fwdbwd_peak_mib",
           "module_params", "module_flops", "module_flops_components", "groups", "edges")
 CLUSTERING = ("clustering_fwd_ms", "clustering_fwdbwd_ms", "clustering_fwdbwd_peak_mib",
-              "clustering_flops", "clustering_flops_steps")
+              "clustering_flops", "clustering_flops_steps", "module_vs_dense_fwd")
 TASK = ("miou", "pixel_accuracy", "gflops_per_image", "params", "train_time_s", "dataset")
 PNGS = ("operator_fwd_time_vs_size.png", "operator_fwdbwd_time_vs_size.png",
         "operator_module_time_vs_size.png", "operator_time_vs_groups.png",
@@ -112,6 +112,10 @@ def test_quick_run_has_every_row_and_field(quick_run):
             assert r["groups"] <= max(1, round(r["ratio"] * r["pixels"]))
             assert r["conv_edges"] >= r["groups"]  # every group has a self loop / itself
             assert all(f in r for f in CLUSTERING) == (r["conv"] == "hgconv"), r
+            if r["conv"] == "hgconv":  # the module beside the dense conv, interleaved
+                assert r["module_vs_dense_fwd"] == pytest.approx(
+                    r["beside_module_fwd_ms"] / r["beside_dense_fwd_ms"])
+                assert min(r["beside_calls"].values()) >= 1
     assert data["config"]["schedule"] == "quick"
     assert data["config"]["operator"]["channels"] == QUICK.channels
 
@@ -145,6 +149,7 @@ def test_report_tables_and_plots_are_written(quick_run):
     assert "## Configuration" in text and "## Environment" in text
     assert "comparable with the paper" in text and "ignore the adjacency weights" in text
     assert "'~' not resolved" in text
+    assert "timed side by side, interleaved; target <= 0.5x" in text
     for png in PNGS:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"]({png})" in text
