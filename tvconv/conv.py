@@ -293,7 +293,8 @@ class TVConv(nn.Module):
         if self.training:  # differentiable generation on every call
             # kernels in the layout the fused kernel reads in place for this input
             weight, bias = self.generate(size, channels_innermost=fused_applies(x)
-                                         and kernel_runs_channels_last(x, size[1]))
+                                         and kernel_runs_channels_last(x, size[1],
+                                                                       self.stride))
             return per_pixel_conv(x, weight.to(x.dtype), _cast(bias, x.dtype),
                                   stride=self.stride)
         if torch.compiler.is_exporting():
@@ -323,7 +324,7 @@ class TVConv(nn.Module):
         # The fused kernel reads the tap-major cache as it is where it runs channels-last;
         # for a wide contiguous input it wants (c, k*k, h, w) rows, kept beside the cache.
         bias_view = None if bias is None else bias.permute(2, 0, 1)
-        if kernel_runs_channels_last(x, weight.shape[2]):
+        if kernel_runs_channels_last(x, weight.shape[2], self.stride):
             return from_tap_major(weight), bias_view
         if weight is not self._cached_weight:
             return from_tap_major(weight).contiguous(), bias_view

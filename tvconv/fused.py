@@ -34,8 +34,9 @@ from .apply import _check_weight, translation_variant_conv
 
 LIBRARY = Path(__file__).resolve().parent / "_lib" / "tvconv_kernels.so"
 FUSED_DTYPES = (torch.float32, torch.float64)
-#: contiguous inputs whose output is narrower than this run through the channels-last
-#: kernel (mirrors ``kMinContiguousWidth`` of the C++ source)
+#: contiguous inputs whose output is narrower than this run forward on their flattened
+#: planes (stride 1) or through the channels-last kernel (otherwise, and backward)
+#: (mirrors ``kMinContiguousWidth`` of the C++ source)
 MIN_CONTIGUOUS_WIDTH = 32
 
 
@@ -49,10 +50,20 @@ def backend_info() -> dict[str, str | None]:
     return {"tvconv_backend": BACKEND, "tvconv_fallback_reason": FALLBACK_REASON}
 
 
-def kernel_runs_channels_last(x: Tensor, out_width: int) -> bool:
-    """Whether the fused kernel computes ``x`` channels-last (reading tap-major
+def kernel_runs_channels_last(x: Tensor, out_width: int, stride: int) -> bool:
+    """Whether the fused forward computes ``x`` channels-last (reading tap-major
     ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last inputs, and
-    contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH`."""
+    contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH` at
+    stride 2 or more (at stride 1 those run on their flattened planes, reading
+    ``[C, k*k, H_out, W_out]`` kernels)."""
+    return _is_channels_last(x) or (out_width < MIN_CONTIGUOUS_WIDTH and stride != 1)
+
+
+def backward_runs_channels_last(x: Tensor, out_width: int) -> bool:
+    """Whether the fused backward computes ``x`` channels-last: channels-last inputs,
+    and contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH`
+    (it then writes the kernels' gradient in their layout where their channels are
+    innermost, else tap-major)."""
     return _is_channels_last(x) or out_width < MIN_CONTIGUOUS_WIDTH
 
 
@@ -100,7 +111,7 @@ if BACKEND == "fused":
         gw = x.new_empty((0,))
         if weight_grad:
             channels, taps, out_h, out_w = weight.shape
-            if not kernel_runs_channels_last(x, out_w):
+            if not backward_runs_channels_last(x, out_w):
                 gw = x.new_empty((channels, taps, out_h, out_w))
             elif has_channels_innermost(weight):  # the kernels' own layout
                 gw = x.new_empty_strided(weight.shape, weight.stride())

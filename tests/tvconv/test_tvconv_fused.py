@@ -65,6 +65,31 @@ def test_float32_matches_pytorch_path(channels_last):
                                translation_variant_conv(x, w, b), rtol=1e-5, atol=1e-5)
 
 
+@needs_kernels
+@pytest.mark.parametrize("size", [(24, 24), (12, 12), (6, 6), (7, 31), (30, 3)])
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_narrow_contiguous_planes_run_flattened(size, kernel_size):
+    """Contiguous stride-1 maps narrower than MIN_CONTIGUOUS_WIDTH run on their
+    flattened planes: one shift per tap, the inputs that wrap to the next row masked.
+    A non-finite input may sit just across a row's end: the reference's zero padding
+    keeps it out of the outputs on the other side, and so must the masks."""
+    height, width = size
+    assert width < fused.MIN_CONTIGUOUS_WIDTH
+    pad = (kernel_size - 1) // 2
+    for dtype in (torch.float32, torch.float64):
+        for column, value in ((-1, float("inf")), (0, float("nan"))):
+            x, w, b = per_pixel_case(3, 5, height, width, kernel_size, 1, True, False,
+                                     seed=width, dtype=dtype)
+            assert not fused.kernel_runs_channels_last(x, width, 1)
+            x[:, :, :, column] = value  # what a wrapped read would meet across a row's end
+            out = torch.ops.tvconv.per_pixel_conv(x, w, b, 1)
+            expected = unfold_reference(x, w, b, 1)
+            torch.testing.assert_close(out, expected, equal_nan=True)
+            if width > 2 * pad + 1:  # the far edge of every row stays finite
+                far = out[..., 0] if column == -1 else out[..., -1]
+                assert torch.isfinite(far).all()
+
+
 def test_fallback_for_other_dtypes_is_the_pytorch_path():
     x, w, b = per_pixel_case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.bfloat16)
     assert not fused.fused_applies(x)

@@ -5,7 +5,10 @@
 // with zero padding p = (k - 1) / 2 and output size (H + 2p - k) / s + 1 per axis.
 // One pass over the input per output row, accumulating the k*k taps in place,
 // threaded over (batch, rows) with at::parallel_for and vectorised over the
-// contiguous axis: channels for channels-last inputs, width for contiguous ones.
+// contiguous axis: channels for channels-last inputs, width for contiguous ones;
+// contiguous stride-1 inputs of narrow rows run on their flattened planes
+// (forward_flat: one shift per tap, the row-wrapping inputs masked), threaded over
+// channels.
 // The channels-last kernels read the per-pixel kernels in place (and write their
 // gradient in the same layout) wherever the channels are innermost in memory:
 // tap-major (k*k, Ho, Wo, C), as TVConv caches them, or pixel-major (Ho, Wo, k*k, C),
@@ -95,8 +98,9 @@ at::Tensor empty_like_channels_innermost(const at::Tensor& weight) {
 }
 
 // ---------------------------------------------------------------- forward
-// Contiguous inputs narrower than this run through the channels-last kernel (rows of a
-// few pixels are too short to vectorise); tvconv/fused.py mirrors the constant.
+// Contiguous inputs narrower than this run through forward_flat (stride 1) or the
+// channels-last kernel (rows of a few pixels are too short to vectorise), and so does
+// their backward (channels-last); tvconv/fused.py mirrors the constant.
 constexpr int64_t kMinContiguousWidth = 32;
 // Bytes of per-pixel kernels a block of output rows should span (L2-sized).
 constexpr int64_t kBlockBytes = 512 * 1024;
@@ -241,16 +245,133 @@ void forward_contiguous(const T* __restrict x, const T* __restrict w, const T* _
   });
 }
 
+// Whether the forward runs forward_flat: contiguous stride-1 maps of narrow rows.
+bool runs_flat(const at::Tensor& x, const Geometry& g) {
+  return !use_channels_last(x) && g.s == 1 && g.Wo < kMinContiguousWidth;
+}
+
+// The chunk of L positions from q of one channel for all images: KS > 0 fixes the
+// kernel size (the taps' kernels and masks then stay in registers), 0 reads g.k.
+template <typename T, int KS>
+inline void flat_chunk(const T* __restrict planes, int64_t padded, int64_t margin,
+                       const T* __restrict wc, const T* __restrict bias_c, const T* column,
+                       const int64_t* shift, int64_t q, T* __restrict out_c, int64_t plane_stride,
+                       const Geometry& g) {
+  using V = Vec<T>;
+  using VT = typename V::type;
+  constexpr int64_t L = V::lanes;
+  const int64_t k = KS > 0 ? KS : g.k, K = k * k, p = (k - 1) / 2, HW = g.H * g.W;
+  const int64_t valid = std::min(L, HW - q);
+  const VT col = V::load(column + q);
+  using Mask = decltype(col < col);
+  Mask inside[11];  // the columns a tap of column offset b - p reads inside the row
+  for (int64_t b = 0; b < k; ++b) {
+    const VT read = col + static_cast<T>(b - p);
+    inside[b] = (read >= T(0)) & (read < static_cast<T>(g.W));
+  }
+  VT wv[KS > 0 ? KS * KS : MAX_TAPS];  // the chunk's per-pixel kernels (zeros beyond)
+  for (int64_t t = 0; t < K; ++t) {
+    if (valid == L) {
+      wv[t] = V::load(wc + t * HW + q);
+    } else {
+      T lanes[L] = {};
+      std::copy(wc + t * HW + q, wc + t * HW + q + valid, lanes);
+      wv[t] = V::load(lanes);
+    }
+  }
+  VT start{};
+  if (bias_c) {
+    T lanes[L] = {};
+    std::copy(bias_c + q, bias_c + q + valid, lanes);
+    start = V::load(lanes);
+  }
+  for (int64_t n = 0; n < g.N; ++n) {
+    const T* xp = planes + n * padded + margin + q;
+    VT acc = start;
+    for (int64_t a = 0; a < k; ++a) {
+      for (int64_t b = 0; b < k; ++b) {
+        const int64_t t = a * k + b;
+        VT xv = V::load(xp + shift[t]);
+        if (b != p) xv = inside[b] ? xv : VT{};  // a wrapped input adds nothing
+        acc += wv[t] * xv;
+      }
+    }
+    T* o = out_c + n * plane_stride + q;
+    if (valid == L) {
+      V::store(o, acc);
+    } else {
+      T lanes[L];
+      V::store(lanes, acc);
+      std::copy(lanes, lanes + valid, o);
+    }
+  }
+}
+
+// Contiguous stride-1 maps of narrow rows (W < kMinContiguousWidth): every plane
+// flattened, output q = i * W + j reads input q + (a - p) * W + (b - p) for tap (a, b),
+// one shift per tap over the whole plane, so the loop runs on whole vectors of
+// positions whatever the width. The images' planes of a channel are first copied
+// between p zero rows (and a vector of zeros) above and below, so that every shifted
+// load stays inside and the rows beyond the image read zeros; a tap's inputs that wrap
+// to the neighbouring row (column j + b - p outside [0, W)) are masked to zero.
+// Threaded over channels; every per-pixel kernel vector is loaded once for all the
+// images.
+template <typename T>
+void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
+                  T* __restrict out, const Geometry& g) {
+  constexpr int64_t L = Vec<T>::lanes;
+  const int64_t K = g.k * g.k, HW = g.H * g.W, p = g.p;
+  const int64_t margin = p * g.W + p + L;  // zeros before and after a plane
+  const int64_t padded = HW + 2 * margin;
+  const int64_t chunks = (HW + L - 1) / L;
+  std::vector<T> column(chunks * L);  // the column of every position, for the masks
+  for (int64_t q = 0; q < chunks * L; ++q) column[q] = static_cast<T>(q % g.W);
+  std::vector<int64_t> shift(K);
+  for (int64_t a = 0; a < g.k; ++a)
+    for (int64_t b = 0; b < g.k; ++b) shift[a * g.k + b] = (a - p) * g.W + (b - p);
+  at::parallel_for(0, g.C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> planes(g.N * padded, T(0));  // the margins stay zero
+    for (int64_t c = begin; c < end; ++c) {
+      for (int64_t n = 0; n < g.N; ++n)
+        std::copy(x + (n * g.C + c) * HW, x + (n * g.C + c + 1) * HW,
+                  planes.data() + n * padded + margin);
+      const T* wc = w + c * K * HW;
+      const T* bc = bias ? bias + c * HW : nullptr;
+      T* oc = out + c * HW;
+      for (int64_t q = 0; q < HW; q += L) {
+        if (g.k == 3)
+          flat_chunk<T, 3>(planes.data(), padded, margin, wc, bc, column.data(), shift.data(),
+                           q, oc, g.C * HW, g);
+        else
+          flat_chunk<T, 0>(planes.data(), padded, margin, wc, bc, column.data(), shift.data(),
+                           q, oc, g.C * HW, g);
+      }
+    }
+  });
+}
+
 at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
                           const c10::optional<at::Tensor>& bias, int64_t stride) {
   const Geometry g = check_inputs(x, weight, stride);
-  const bool last = use_channels_last(x) || g.Wo < kMinContiguousWidth;
+  const bool flat = runs_flat(x, g);
+  const bool last = use_channels_last(x) || (g.Wo < kMinContiguousWidth && !flat);
   if (bias.has_value()) {
     TORCH_CHECK(bias->sizes() == at::IntArrayRef({g.C, g.Ho, g.Wo}),
                 "per_pixel_conv: 'bias' must be [C, H_out, W_out], got ", bias->sizes());
   }
   at::Tensor out;
-  if (last) {
+  if (flat) {
+    auto xc = x.contiguous();
+    auto wc = weight.contiguous();
+    at::Tensor bc;
+    if (bias.has_value()) bc = bias->contiguous();
+    out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
+      forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
+                             bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr,
+                             out.data_ptr<scalar_t>(), g);
+    });
+  } else if (last) {
     auto xl = x.permute({0, 2, 3, 1}).contiguous();
     auto wl = channels_innermost(weight);
     at::Tensor bl;
