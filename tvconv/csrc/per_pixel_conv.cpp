@@ -6,7 +6,8 @@
 // One pass over the input per output row, accumulating the k*k taps in place,
 // threaded over (batch, rows) with at::parallel_for and vectorised over the
 // contiguous axis: channels for channels-last inputs, width for contiguous ones;
-// contiguous stride-1 inputs of narrow rows run on their flattened planes
+// 3x3 kernels whose taps all lie inside the image run with the taps unrolled
+// (pixel3); contiguous stride-1 inputs of narrow rows run on their flattened planes
 // (forward_flat: one shift per tap, the row-wrapping inputs masked), threaded over
 // channels.
 // The channels-last kernels read the per-pixel kernels in place (and write their
@@ -147,6 +148,39 @@ inline void pixel(T* const* o, const T* const* x, const T* const* w, const int64
   }
 }
 
+// pixel() for a 3x3 kernel whose nine taps all lie inside the image: the taps'
+// offsets are known at compile time (rows row_stride apart, columns C apart around
+// x_centre), their kernels w_centre + t * tap_stride, so the loop over the taps
+// unrolls and keeps its pointers in registers.
+template <typename T, int64_t Images>
+inline void pixel3(T* const* o, const T* const* x, int64_t x_centre, int64_t row_stride,
+                   const T* __restrict w0, int64_t tap_stride, const T* __restrict bias,
+                   int64_t channels) {
+  using V = Vec<T>;
+  int64_t c0 = 0;
+  for (; c0 + V::lanes <= channels; c0 += V::lanes) {
+    typename V::type acc[Images];
+    const typename V::type init = bias ? V::load(bias + c0) : typename V::type{};
+    for (int64_t n = 0; n < Images; ++n) acc[n] = init;
+#pragma GCC unroll 9
+    for (int64_t t = 0; t < 9; ++t) {
+      const int64_t off = x_centre + (t / 3 - 1) * row_stride + (t % 3 - 1) * channels + c0;
+      const typename V::type wv = V::load(w0 + t * tap_stride + c0);
+      for (int64_t n = 0; n < Images; ++n) acc[n] += wv * V::load(x[n] + off);
+    }
+    for (int64_t n = 0; n < Images; ++n) V::store(o[n] + c0, acc[n]);
+  }
+  for (; c0 < channels; ++c0) {
+    for (int64_t n = 0; n < Images; ++n) {
+      T acc = bias ? bias[c0] : T(0);
+      for (int64_t t = 0; t < 9; ++t)
+        acc += w0[t * tap_stride + c0] *
+               x[n][x_centre + (t / 3 - 1) * row_stride + (t % 3 - 1) * channels + c0];
+      o[n][c0] = acc;
+    }
+  }
+}
+
 template <typename T>
 void forward_channels_last(const T* __restrict x, const T* __restrict w, const KernelStrides& ws,
                            const T* __restrict bias, T* __restrict out, const Geometry& g) {
@@ -169,7 +203,22 @@ void forward_channels_last(const T* __restrict x, const T* __restrict w, const K
           o[n] = out + ((n0 + n) * g.Ho + i) * row_len;
           xi[n] = x + (n0 + n) * g.H * g.W * g.C;
         }
+        const bool rows_inside = g.s * i - g.p >= 0 && g.s * i + g.k - 1 - g.p < g.H;
         for (int64_t j = 0; j < g.Wo; ++j) {
+          if (g.k == 3 && rows_inside && g.s * j - 1 >= 0 && g.s * j + 1 < g.W) {
+            T* oj[kImages];
+            for (int64_t n = 0; n < images; ++n) oj[n] = o[n] + j * g.C;
+            const T* bj = bias ? bias + i * row_len + j * g.C : nullptr;
+            const T* w0 = w + i * ws.i + j * ws.j;
+            const int64_t centre = (g.s * i * g.W + g.s * j) * g.C;
+            if (images == kImages) {
+              pixel3<T, kImages>(oj, xi, centre, g.W * g.C, w0, ws.t, bj, g.C);
+            } else {
+              for (int64_t n = 0; n < images; ++n)
+                pixel3<T, 1>(oj + n, xi + n, centre, g.W * g.C, w0, ws.t, bj, g.C);
+            }
+            continue;
+          }
           int64_t taps = 0;
           for (int64_t a = 0; a < g.k; ++a) {
             const int64_t row = g.s * i + a - g.p;
