@@ -7,7 +7,7 @@
 // threaded over (batch, rows) with at::parallel_for and vectorised over the
 // contiguous axis: channels for channels-last inputs, width for contiguous ones;
 // 3x3 kernels whose taps all lie inside the image run with the taps unrolled
-// (pixel3); contiguous stride-1 inputs of narrow rows run on their flattened planes
+// (InteriorTaps3x3); contiguous stride-1 inputs of narrow rows run on their flattened planes
 // (forward_flat: one shift per tap, the row-wrapping inputs masked), threaded over
 // channels.
 // The channels-last kernels read the per-pixel kernels in place (and write their
@@ -124,38 +124,36 @@ struct Vec {
   static inline void store(T* p, type v) { __builtin_memcpy(p, &v, sizeof(v)); }
 };
 
-template <typename T, int64_t Images>
-inline void pixel(T* const* o, const T* const* x, const T* const* w, const int64_t* x_off,
-                  int64_t taps, const T* __restrict bias, int64_t channels) {
-  using V = Vec<T>;
-  int64_t c0 = 0;
-  for (; c0 + V::lanes <= channels; c0 += V::lanes) {
-    typename V::type acc[Images];
-    const typename V::type init = bias ? V::load(bias + c0) : typename V::type{};
-    for (int64_t n = 0; n < Images; ++n) acc[n] = init;
-    for (int64_t t = 0; t < taps; ++t) {
-      const typename V::type wv = V::load(w[t] + c0);
-      for (int64_t n = 0; n < Images; ++n) acc[n] += wv * V::load(x[n] + x_off[t] + c0);
-    }
-    for (int64_t n = 0; n < Images; ++n) V::store(o[n] + c0, acc[n]);
-  }
-  for (; c0 < channels; ++c0) {
-    for (int64_t n = 0; n < Images; ++n) {
-      T acc = bias ? bias[c0] : T(0);
-      for (int64_t t = 0; t < taps; ++t) acc += w[t][c0] * x[n][x_off[t] + c0];
-      o[n][c0] = acc;
-    }
-  }
-}
+// The taps of one output pixel as pixel() reads them: their number, the per-pixel
+// kernel of tap t (channels innermost) and its input's offset.
+template <typename T>
+struct ListedTaps {  // the taps inside the image, listed
+  const T* const* w;
+  const int64_t* x_off;
+  int64_t n;
+  int64_t count() const { return n; }
+  const T* weight(int64_t t) const { return w[t]; }
+  int64_t offset(int64_t t) const { return x_off[t]; }
+};
 
-// pixel() for a 3x3 kernel whose nine taps all lie inside the image: the taps'
-// offsets are known at compile time (rows row_stride apart, columns C apart around
-// x_centre), their kernels w_centre + t * tap_stride, so the loop over the taps
-// unrolls and keeps its pointers in registers.
-template <typename T, int64_t Images>
-inline void pixel3(T* const* o, const T* const* x, int64_t x_centre, int64_t row_stride,
-                   const T* __restrict w0, int64_t tap_stride, const T* __restrict bias,
-                   int64_t channels) {
+template <typename T>
+struct InteriorTaps3x3 {  // all nine taps of a 3x3 kernel inside the image
+  int64_t x_centre, row_stride, channels;
+  const T* w0;
+  int64_t tap_stride;
+  static constexpr int64_t count() { return 9; }
+  const T* weight(int64_t t) const { return w0 + t * tap_stride; }
+  int64_t offset(int64_t t) const {
+    return x_centre + (t / 3 - 1) * row_stride + (t % 3 - 1) * channels;
+  }
+};
+
+// One output pixel of `Images` images over the taps of `taps`; with a tap count
+// known at compile time (InteriorTaps3x3) the loop over the taps unrolls and keeps
+// its pointers and offsets in registers.
+template <typename T, int64_t Images, typename Taps>
+inline void pixel(T* const* o, const T* const* x, const Taps& taps, const T* __restrict bias,
+                  int64_t channels) {
   using V = Vec<T>;
   int64_t c0 = 0;
   for (; c0 + V::lanes <= channels; c0 += V::lanes) {
@@ -163,9 +161,9 @@ inline void pixel3(T* const* o, const T* const* x, int64_t x_centre, int64_t row
     const typename V::type init = bias ? V::load(bias + c0) : typename V::type{};
     for (int64_t n = 0; n < Images; ++n) acc[n] = init;
 #pragma GCC unroll 9
-    for (int64_t t = 0; t < 9; ++t) {
-      const int64_t off = x_centre + (t / 3 - 1) * row_stride + (t % 3 - 1) * channels + c0;
-      const typename V::type wv = V::load(w0 + t * tap_stride + c0);
+    for (int64_t t = 0; t < taps.count(); ++t) {
+      const typename V::type wv = V::load(taps.weight(t) + c0);
+      const int64_t off = taps.offset(t) + c0;
       for (int64_t n = 0; n < Images; ++n) acc[n] += wv * V::load(x[n] + off);
     }
     for (int64_t n = 0; n < Images; ++n) V::store(o[n] + c0, acc[n]);
@@ -173,11 +171,21 @@ inline void pixel3(T* const* o, const T* const* x, int64_t x_centre, int64_t row
   for (; c0 < channels; ++c0) {
     for (int64_t n = 0; n < Images; ++n) {
       T acc = bias ? bias[c0] : T(0);
-      for (int64_t t = 0; t < 9; ++t)
-        acc += w0[t * tap_stride + c0] *
-               x[n][x_centre + (t / 3 - 1) * row_stride + (t % 3 - 1) * channels + c0];
+      for (int64_t t = 0; t < taps.count(); ++t)
+        acc += taps.weight(t)[c0] * x[n][taps.offset(t) + c0];
       o[n][c0] = acc;
     }
+  }
+}
+
+// pixel() for every image of a group (whole groups at once).
+template <typename T, typename Taps>
+inline void pixel_of_images(T* const* o, const T* const* x, int64_t images, const Taps& taps,
+                            const T* __restrict bias, int64_t channels) {
+  if (images == kImages) {
+    pixel<T, kImages>(o, x, taps, bias, channels);
+  } else {
+    for (int64_t n = 0; n < images; ++n) pixel<T, 1>(o + n, x + n, taps, bias, channels);
   }
 }
 
@@ -205,18 +213,13 @@ void forward_channels_last(const T* __restrict x, const T* __restrict w, const K
         }
         const bool rows_inside = g.s * i - g.p >= 0 && g.s * i + g.k - 1 - g.p < g.H;
         for (int64_t j = 0; j < g.Wo; ++j) {
+          T* oj[kImages];
+          for (int64_t n = 0; n < images; ++n) oj[n] = o[n] + j * g.C;
+          const T* bj = bias ? bias + i * row_len + j * g.C : nullptr;
           if (g.k == 3 && rows_inside && g.s * j - 1 >= 0 && g.s * j + 1 < g.W) {
-            T* oj[kImages];
-            for (int64_t n = 0; n < images; ++n) oj[n] = o[n] + j * g.C;
-            const T* bj = bias ? bias + i * row_len + j * g.C : nullptr;
-            const T* w0 = w + i * ws.i + j * ws.j;
-            const int64_t centre = (g.s * i * g.W + g.s * j) * g.C;
-            if (images == kImages) {
-              pixel3<T, kImages>(oj, xi, centre, g.W * g.C, w0, ws.t, bj, g.C);
-            } else {
-              for (int64_t n = 0; n < images; ++n)
-                pixel3<T, 1>(oj + n, xi + n, centre, g.W * g.C, w0, ws.t, bj, g.C);
-            }
+            const InteriorTaps3x3<T> taps{(g.s * i * g.W + g.s * j) * g.C, g.W * g.C, g.C,
+                                          w + i * ws.i + j * ws.j, ws.t};
+            pixel_of_images(oj, xi, images, taps, bj, g.C);
             continue;
           }
           int64_t taps = 0;
@@ -231,14 +234,7 @@ void forward_channels_last(const T* __restrict x, const T* __restrict w, const K
               ++taps;
             }
           }
-          T* oj[kImages];
-          for (int64_t n = 0; n < images; ++n) oj[n] = o[n] + j * g.C;
-          const T* bj = bias ? bias + i * row_len + j * g.C : nullptr;
-          if (images == kImages) {
-            pixel<T, kImages>(oj, xi, wt, x_off, taps, bj, g.C);
-          } else {
-            for (int64_t n = 0; n < images; ++n) pixel<T, 1>(oj + n, xi + n, wt, x_off, taps, bj, g.C);
-          }
+          pixel_of_images(oj, xi, images, ListedTaps<T>{wt, x_off, taps}, bj, g.C);
         }
       }
     }
@@ -409,18 +405,7 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
                 "per_pixel_conv: 'bias' must be [C, H_out, W_out], got ", bias->sizes());
   }
   at::Tensor out;
-  if (flat) {
-    auto xc = x.contiguous();
-    auto wc = weight.contiguous();
-    at::Tensor bc;
-    if (bias.has_value()) bc = bias->contiguous();
-    out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
-      forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
-                             bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr,
-                             out.data_ptr<scalar_t>(), g);
-    });
-  } else if (last) {
+  if (last) {
     auto xl = x.permute({0, 2, 3, 1}).contiguous();
     auto wl = channels_innermost(weight);
     at::Tensor bl;
@@ -441,9 +426,13 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
     if (bias.has_value()) bc = bias->contiguous();
     out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
-      forward_contiguous<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
-                                   bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr,
-                                   out.data_ptr<scalar_t>(), g);
+      const scalar_t* b = bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr;
+      if (flat)  // narrow rows: the flattened planes
+        forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
+                               out.data_ptr<scalar_t>(), g);
+      else
+        forward_contiguous<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
+                                     out.data_ptr<scalar_t>(), g);
     });
   }
   return out;
