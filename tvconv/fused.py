@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pyg_hgconv.utils.kernels import load_kernel_library
+from pyg_hgconv.utils.kernels import load_kernel_library, reads_channels_last
 
 from .apply import _check_weight, translation_variant_conv
 
@@ -56,7 +56,7 @@ def kernel_runs_channels_last(x: Tensor, out_width: int, stride: int) -> bool:
     contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH` at
     stride 2 or more (at stride 1 those run on their flattened planes, reading
     ``[C, k*k, H_out, W_out]`` kernels)."""
-    return _is_channels_last(x) or (out_width < MIN_CONTIGUOUS_WIDTH and stride != 1)
+    return reads_channels_last(x) or (out_width < MIN_CONTIGUOUS_WIDTH and stride != 1)
 
 
 def backward_runs_channels_last(x: Tensor, out_width: int) -> bool:
@@ -64,7 +64,7 @@ def backward_runs_channels_last(x: Tensor, out_width: int) -> bool:
     and contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH`
     (it then writes the kernels' gradient in their layout where their channels are
     innermost, else tap-major)."""
-    return _is_channels_last(x) or out_width < MIN_CONTIGUOUS_WIDTH
+    return reads_channels_last(x) or out_width < MIN_CONTIGUOUS_WIDTH
 
 
 def has_channels_innermost(weight: Tensor) -> bool:
@@ -89,17 +89,12 @@ def is_dense(t: Tensor) -> bool:
     return True
 
 
-def _is_channels_last(x: Tensor) -> bool:
-    """``x`` is stored channels-last (and is not also plain contiguous)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 if BACKEND == "fused":
     @torch.library.register_fake("tvconv::per_pixel_conv")
     def _per_pixel_conv_fake(x, weight, bias, stride):
         out_h, out_w = weight.shape[2], weight.shape[3]
         out = x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
-        if x.dim() == 4 and _is_channels_last(x):
+        if x.dim() == 4 and reads_channels_last(x):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 

@@ -176,17 +176,23 @@ def _check_finite(name: str, out: Tensor) -> None:
         raise FloatingPointError(f"{name} produced non-finite values")
 
 
+def grid_layer(name: str, x: Tensor, seed: int) -> nn.Module:
+    """The registry's grid conv ``name`` (C -> C) for the map ``x``, initialised
+    from ``seed``, channels-last, in eval mode."""
+    channels, size = x.size(1), (x.size(2), x.size(3))
+    torch.manual_seed(seed)
+    return build_conv(name, channels, channels, size=size).to(
+        x.device, memory_format=torch.channels_last).eval()
+
+
 def measure_grid(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule,
                  seed: int) -> dict[str, Any]:
     """A grid conv (``conv2d`` | ``depthwise`` | ``tvconv``) on the map ``x``."""
     from tvconv import count_params
 
-    name, channels = cell["conv"], cell["channels"]
+    name = cell["conv"]
     size = (cell["height"], cell["width"])
-    torch.manual_seed(seed)
-    layer = build_conv(name, channels, channels, size=size).to(
-        x.device, memory_format=torch.channels_last)
-    layer.eval()
+    layer = grid_layer(name, x, seed)
     with torch.no_grad():
         _check_finite(name, layer(x))  # also builds TVConv's kernel cache
     x_grad = x.detach().clone().requires_grad_()
@@ -284,10 +290,7 @@ def module_beside_dense(module: nn.Module, x: Tensor, schedule: IrregularSchedul
     the same map, eval mode, no autograd, timed in ``schedule.repeats`` interleaved
     rounds (:func:`~benchmarks.common.timing.interleaved_times`): their ratio
     measured side by side, whatever the machine's load does between cells."""
-    channels = x.size(1)
-    torch.manual_seed(seed)
-    dense = build_conv("conv2d", channels, channels, size=tuple(x.shape[2:])).to(
-        x.device, memory_format=torch.channels_last).eval()
+    dense = grid_layer("conv2d", x, seed)
     was_training = module.training
     module.eval()
     try:

@@ -51,6 +51,7 @@
 
 #include "edges.h"
 #include "entries.h"
+#include "layout.h"
 #include "pooling.h"
 #include "slic.h"
 
@@ -493,8 +494,7 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
               "cluster_images: tiles of ", tile_h, " x ", tile_w, " do not fit ", H, " x ", W);
   TORCH_CHECK(num_iterations >= 0, "cluster_images: 'num_iterations' must be >= 0");
   // channels-last embeddings (of channels-last maps) are read as they are
-  const bool embedding_channels_last =
-      embedding_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !embedding_in.is_contiguous();
+  const bool embedding_channels_last = reads_channels_last(embedding_in);
   const at::Tensor embedding = embedding_channels_last ? embedding_in : embedding_in.contiguous();
   const at::Tensor centers = centers_in.contiguous();
   TORCH_CHECK(centers.numel() == 0 || (centers.min().item<int64_t>() >= 0 &&
@@ -508,7 +508,7 @@ Outputs cluster_images(const at::Tensor& embedding_in, const at::Tensor& centers
                     x_in->size(3) == W && x_in->scalar_type() == embedding.scalar_type(),
                 "cluster_images: 'x' must be [B, C, H, W] = [", B, ", C, ", H, ", ", W,
                 "] with the dtype of 'embedding', got ", x_in->sizes());
-    channels_last = x_in->is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in->is_contiguous();
+    channels_last = reads_channels_last(*x_in);
     x = channels_last ? *x_in : x_in->contiguous();
     C = x.size(1);
   }

@@ -26,6 +26,7 @@
 #include <optional>
 #include <vector>
 
+#include "layout.h"
 #include "vec.h"
 
 namespace {
@@ -151,8 +152,7 @@ at::Tensor pixel_embedding(const at::Tensor& x_in, const at::Tensor& weight_in,
                     bias_in->scalar_type() == x_in.scalar_type(),
                 "pixel_embedding: 'bias' must be [D] = [", D, "] with the dtype of 'x', got ",
                 bias_in->sizes());
-  const bool channels_last =
-      x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool channels_last = reads_channels_last(x_in);
   const at::Tensor x = channels_last ? x_in : x_in.contiguous();
   const at::MemoryFormat format =
       channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;

@@ -145,8 +145,9 @@ void accumulate_half_blocks(const ImageTiling& g, const PixelEntries<T>& entries
 // [n][n] at (min, max); -1 for none, 0 on the diagonal, which collects the
 // diagonal's products unused), listed in 'pairs' (index id - 1), and its eight
 // values A[d, min, max], A[d, max, min] in values[id][8] (the second four for
-// the target max). A few cache lines hold what a dense [4, n, n] block spreads
-// over its rows, and no product branches on the diagonal.
+// the target max). Its memory grows with the pairs in contact, not with n^2, so it
+// serves images of many groups; every product waits on the lookup of its pair, so
+// where a dense [4, n, n] block fits (accumulate_half_blocks) that is faster.
 template <typename T>
 void accumulate_contacts(const ImageTiling& g, const PixelEntries<T>& entries, int64_t n,
                          int32_t* pair_id, std::vector<std::pair<int32_t, int32_t>>& pairs,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "entries.h"
+#include "layout.h"
 
 namespace {
 
@@ -90,8 +91,7 @@ at::Tensor importance_map(const at::Tensor& x_in) {
   TORCH_CHECK(x_in.dim() == 4, "importance_map: 'x' must be [B, C, H, W], got ", x_in.sizes());
   TORCH_CHECK(at::isFloatingType(x_in.scalar_type()),
               "importance_map: 'x' must be a floating-point tensor");
-  const bool channels_last =
-      x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool channels_last = reads_channels_last(x_in);
   const at::Tensor x = channels_last ? x_in : x_in.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   at::Tensor out = at::empty({B, H, W}, x.options().memory_format(at::MemoryFormat::Contiguous));

@@ -39,7 +39,6 @@ from pyg_hgconv.nn.conv.registry import GRAPH, GraphConvStep, build_conv, get_co
 from pyg_hgconv.nn.models.hg_conv_module import GroupGraphModule
 from pyg_hgconv.nn.pool.adjacency import block_positions, runs_fused_kernel
 from pyg_hgconv.nn.pool.fused_clustering import padded_positions, runs_without_grad_on
-from pyg_hgconv.nn.pool.fused_embedding import runs_channels_last
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph, num_groups_for
 from pyg_hgconv.nn.pool.tiling import TiledAssignment, tiled_assignment_of
 from pyg_hgconv.profile.modules import is_linear, leaf_flops, module_rule
@@ -50,6 +49,7 @@ from pyg_hgconv.profile.rules import (
     clustering_flops,
     clustering_flops_ideal,
 )
+from pyg_hgconv.utils.kernels import reads_channels_last
 from pyg_hgconv.utils.sparse import csr_rows
 
 COMPONENTS = ("grid_conv", "graph_conv", "linear", "clustering", "elementwise")
@@ -374,7 +374,7 @@ class _Counter:
                     b, h, w, c, d, k, module.num_iterations, graph.num_nodes, padded)["slic"]
                 # the non-zeros only: the features' and the coordinates' sums, the averages
                 steps["pooling"] = (nnz + graph.num_nodes) * (c + 2)
-                if embed is not None and runs_channels_last(x):
+                if embed is not None and reads_channels_last(x):
                     # the fused embedding computes a channels-last pixel's outputs
                     # in whole vectors (pyg_hgconv.nn.pool.fused_embedding)
                     width = padded_positions(d, x.dtype)

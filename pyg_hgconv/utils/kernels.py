@@ -1,4 +1,5 @@
-"""Loading an optional compiled library of custom ops (``make`` builds them).
+"""Loading an optional compiled library of custom ops (``make`` builds them), and
+the memory-layout rule their kernels share.
 
 Both fused CPU kernels of the project (HG-Conv's group adjacency in
 ``pyg_hgconv/_lib``, TVConv's per-pixel convolution in ``tvconv/_lib``) are
@@ -12,6 +13,13 @@ import os
 from pathlib import Path
 
 import torch
+
+
+def reads_channels_last(x: torch.Tensor) -> bool:
+    """Whether a fused kernel reads ``x`` ``[B, C, H, W]`` as channels-last rows (and
+    returns channels-last outputs): ``x`` is stored channels-last and not also
+    contiguous, as a map of one channel or one pixel is (the C++ sources' rule)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def load_kernel_library(library: Path, env_var: str) -> str | None:

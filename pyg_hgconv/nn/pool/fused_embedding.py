@@ -21,21 +21,14 @@ import torch
 from torch import Tensor
 
 from pyg_hgconv.nn.pool.kernels import BACKEND, runs_without_grad
-
-
-def runs_channels_last(x: Tensor) -> bool:
-    """Whether the op reads ``x`` as channels-last rows (and returns a channels-last
-    embedding, a pixel's outputs computed in whole vectors): ``x`` is stored
-    channels-last and not also contiguous (as a map of one channel or one pixel is)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
+from pyg_hgconv.utils.kernels import reads_channels_last
 
 if BACKEND == "fused":
     @torch.library.register_fake("pyg_hgconv::pixel_embedding")
     def _pixel_embedding_fake(x, weight, bias):
         b, _, h, w = x.shape
         out = x.new_empty((b, weight.size(0), h, w))
-        return out.contiguous(memory_format=torch.channels_last) if runs_channels_last(x) else out
+        return out.contiguous(memory_format=torch.channels_last) if reads_channels_last(x) else out
 
 
 def fused_embedding_applies(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
