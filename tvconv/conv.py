@@ -147,7 +147,7 @@ class TVConv(nn.Module):
         self._cache_params: tuple[nn.Parameter, ...] = ()
         self._cache_slots: tuple = ()
         # derived from the cache: per input size the tap views of the pure-PyTorch
-        # path, under "contiguous" the (c, k*k, h, w) copy the fused kernel reads
+        # path, under ("fused", channels_last) the kernels and bias the fused kernel reads
         self._cache_planes: dict[object, object] = {}
         self.register_load_state_dict_post_hook(_clear_cache_after_load)
         self.reset_parameters()
@@ -293,8 +293,7 @@ class TVConv(nn.Module):
         if self.training:  # differentiable generation on every call
             # kernels in the layout the fused kernel reads in place for this input
             weight, bias = self.generate(size, channels_innermost=fused_applies(x)
-                                         and kernel_runs_channels_last(x, size[1],
-                                                                       self.stride))
+                                         and kernel_runs_channels_last(x, self.stride))
             return per_pixel_conv(x, weight.to(x.dtype), _cast(bias, x.dtype),
                                   stride=self.stride)
         if torch.compiler.is_exporting():
@@ -306,7 +305,9 @@ class TVConv(nn.Module):
         if weight.dtype != x.dtype:  # autocast
             weight, bias = weight.to(x.dtype), _cast(bias, x.dtype)
         if fused_applies(x) and not compiling:
-            return per_pixel_conv(x, *self._fused_layout(weight, bias, x), stride=self.stride)
+            # the cache's layouts were checked against x's size when they were built
+            return torch.ops.tvconv.per_pixel_conv(x, *self._fused_layout(weight, bias, x),
+                                                   self.stride)
         if compiling or (torch.is_grad_enabled() and x.requires_grad):
             return per_pixel_conv(x, from_tap_major(weight),
                                   None if bias is None else bias.permute(2, 0, 1),
@@ -321,18 +322,20 @@ class TVConv(nn.Module):
 
     def _fused_layout(self, weight: Tensor, bias: Tensor | None,
                       x: Tensor) -> tuple[Tensor, Tensor | None]:
-        # The fused kernel reads the tap-major cache as it is where it runs channels-last;
-        # for a wide contiguous input it wants (c, k*k, h, w) rows, kept beside the cache.
-        bias_view = None if bias is None else bias.permute(2, 0, 1)
-        if kernel_runs_channels_last(x, weight.shape[2], self.stride):
-            return from_tap_major(weight), bias_view
-        if weight is not self._cached_weight:
-            return from_tap_major(weight).contiguous(), bias_view
-        layout = self._cache_planes.get("contiguous")
+        # What the fused kernel reads for x: the tap-major cache as it is where it runs
+        # channels-last, (c, k*k, h, w) rows for the flattened planes; built once per
+        # layout and kept beside the cache.
+        last = kernel_runs_channels_last(x, self.stride)
+        layout = self._cache_planes.get(("fused", last)) if weight is self._cached_weight else None
         if layout is None:
-            layout = self._cache_planes["contiguous"] = (
-                from_tap_major(weight).contiguous(),
-                None if bias_view is None else bias_view.contiguous())
+            kernels = from_tap_major(weight)
+            bias_view = None if bias is None else bias.permute(2, 0, 1)
+            if not last:
+                kernels = kernels.contiguous()
+                bias_view = None if bias_view is None else bias_view.contiguous()
+            layout = (kernels, bias_view)
+            if weight is self._cached_weight:
+                self._cache_planes["fused", last] = layout
         return layout
 
     def _forward_exporting(self, x: Tensor, size: tuple[int, int]) -> Tensor:

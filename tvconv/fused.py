@@ -34,10 +34,12 @@ from .apply import _check_weight, translation_variant_conv
 
 LIBRARY = Path(__file__).resolve().parent / "_lib" / "tvconv_kernels.so"
 FUSED_DTYPES = (torch.float32, torch.float64)
-#: contiguous inputs whose output is narrower than this run forward on their flattened
-#: planes (stride 1) or through the channels-last kernel (otherwise, and backward)
-#: (mirrors ``kMinContiguousWidth`` of the C++ source)
+#: the backward of contiguous inputs whose output is narrower than this runs
+#: channels-last (mirrors ``kMinContiguousWidth`` of the C++ source)
 MIN_CONTIGUOUS_WIDTH = 32
+#: contiguous inputs at stride 2 run forward on their flattened phase planes where their
+#: rows span at least these bytes, else channels-last (``kFlatMinStridedRowBytes``)
+FLAT_MIN_STRIDED_ROW_BYTES = 128
 
 
 FALLBACK_REASON: str | None = load_kernel_library(LIBRARY, "TVCONV_KERNELS")
@@ -50,13 +52,16 @@ def backend_info() -> dict[str, str | None]:
     return {"tvconv_backend": BACKEND, "tvconv_fallback_reason": FALLBACK_REASON}
 
 
-def kernel_runs_channels_last(x: Tensor, out_width: int, stride: int) -> bool:
+def kernel_runs_channels_last(x: Tensor, stride: int) -> bool:
     """Whether the fused forward computes ``x`` channels-last (reading tap-major
     ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last inputs, and
-    contiguous ones whose output is narrower than :data:`MIN_CONTIGUOUS_WIDTH` at
-    stride 2 or more (at stride 1 those run on their flattened planes, reading
-    ``[C, k*k, H_out, W_out]`` kernels)."""
-    return reads_channels_last(x) or (out_width < MIN_CONTIGUOUS_WIDTH and stride != 1)
+    contiguous ones at a stride above 2, or at stride 2 with input rows narrower than
+    :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous inputs run on their
+    flattened (phase) planes, reading ``[C, k*k, H_out, W_out]`` kernels."""
+    if reads_channels_last(x):
+        return True
+    return stride > 2 or (stride == 2 and x.shape[-1] * x.element_size()
+                          < FLAT_MIN_STRIDED_ROW_BYTES)
 
 
 def backward_runs_channels_last(x: Tensor, out_width: int) -> bool:

@@ -315,7 +315,7 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
         memory_format=fmt).requires_grad_()
     grad = torch.randn(batch, channels, *out_size).contiguous(memory_format=fmt)
     # the kernels in the memory order the layer generates them in for this input
-    inner = fused_applies(x) and kernel_runs_channels_last(x, out_size[1], stride)
+    inner = fused_applies(x) and kernel_runs_channels_last(x, stride)
     kernels = layer.generate(channels_innermost=inner)[0].detach().requires_grad_()
     kernel_grad = torch.randn_like(kernels)
     layer_params = list(layer.parameters())

@@ -4,12 +4,11 @@
 //
 // with zero padding p = (k - 1) / 2 and output size (H + 2p - k) / s + 1 per axis.
 // One pass over the input per output row, accumulating the k*k taps in place,
-// threaded over (batch, rows) with at::parallel_for and vectorised over the
-// contiguous axis: channels for channels-last inputs, width for contiguous ones;
-// 3x3 kernels whose taps all lie inside the image run with the taps unrolled
-// (InteriorTaps3x3); contiguous stride-1 inputs of narrow rows run on their flattened planes
-// (forward_flat: one shift per tap, the row-wrapping inputs masked), threaded over
-// channels.
+// threaded with at::parallel_for and vectorised over the contiguous axis: channels for
+// channels-last inputs (threaded over rows and images; 3x3 kernels whose taps all lie
+// inside the image run with the taps unrolled, InteriorTaps3x3), the flattened (phase)
+// planes for contiguous ones (forward_flat: one shift per tap, the row-wrapping inputs
+// masked; threaded over channels and groups of images).
 // The channels-last kernels read the per-pixel kernels in place (and write their
 // gradient in the same layout) wherever the channels are innermost in memory:
 // tap-major (k*k, Ho, Wo, C), as TVConv caches them, or pixel-major (Ho, Wo, k*k, C),
@@ -26,6 +25,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 
 namespace {
 
@@ -99,10 +99,16 @@ at::Tensor empty_like_channels_innermost(const at::Tensor& weight) {
 }
 
 // ---------------------------------------------------------------- forward
-// Contiguous inputs narrower than this run through forward_flat (stride 1) or the
-// channels-last kernel (rows of a few pixels are too short to vectorise), and so does
-// their backward (channels-last); tvconv/fused.py mirrors the constant.
+// The backward of contiguous inputs narrower than this runs channels-last (rows of a
+// few pixels are too short to vectorise); tvconv/fused.py mirrors the constant.
 constexpr int64_t kMinContiguousWidth = 32;
+// Images forward_flat accumulates side by side.
+constexpr int64_t kFlatImages = 4;
+// Contiguous inputs at stride 2 run forward_flat where their rows span at least these
+// bytes (two vectors), else the channels-last kernel; tvconv/fused.py mirrors it.
+constexpr int64_t kFlatMinStridedRowBytes = 128;
+// Bytes of input planes forward_flat copies for one group of images of a channel.
+constexpr int64_t kFlatBufferBytes = 512 * 1024;
 // Bytes of per-pixel kernels a block of output rows should span (L2-sized).
 constexpr int64_t kBlockBytes = 512 * 1024;
 
@@ -270,57 +276,51 @@ inline void strided_madd(T* __restrict dst, const T* __restrict a, const T* __re
   }
 }
 
-template <typename T>
-void forward_contiguous(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
-                        T* __restrict out, const Geometry& g) {
-  const int64_t K = g.k * g.k;
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, g.Wo * K));
-  // rows ordered (c, i, n): consecutive rows share the weight rows of (c, i)
-  at::parallel_for(0, g.C * g.Ho * g.N, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r % g.N, ci = r / g.N, c = ci / g.Ho, i = ci % g.Ho;
-      T* __restrict o = out + ((n * g.C + c) * g.Ho + i) * g.Wo;
-      if (bias) std::copy(bias + ci * g.Wo, bias + (ci + 1) * g.Wo, o);
-      else std::fill(o, o + g.Wo, T(0));
-      for_each_tap_of_row(x + (n * g.C + c) * g.H * g.W, i, g,
-                          [&](int64_t t, const T* xs, int64_t lo, int64_t hi) {
-        strided_madd(o, w + ((c * K + t) * g.Ho + i) * g.Wo, xs, g.s, lo, hi);
-      });
-    }
-  });
-}
+// floor(a / b) for b > 0.
+constexpr int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// Whether the forward runs forward_flat: contiguous stride-1 maps of narrow rows.
-bool runs_flat(const at::Tensor& x, const Geometry& g) {
-  return !use_channels_last(x) && g.s == 1 && g.Wo < kMinContiguousWidth;
-}
+// The flattened-plane forward of contiguous maps (forward_flat). At stride s the input
+// plane is split into its s*s phase planes P[ry, rx][u, v] = X[s*u + ry, s*v + rx]
+// (u < Ho, v < Wo; zero where that lies outside X), so that tap (a, b) of output
+// (i, j) reads P[ry, rx] at (i + du, j + dv) with a - p = s*du + ry, b - p = s*dv + rx:
+// one shift du * Wo + dv per tap over the whole flattened output plane, at any stride.
+// At stride 1 the one phase plane is X itself.
+struct FlatTaps {
+  int64_t offset[MAX_TAPS];  // the tap's phase plane and shift, from an image's buffer
+  int64_t dcol[MAX_TAPS];    // its column shift dv: inputs at j + dv outside [0, Wo) are zeros
+};
 
-// The chunk of L positions from q of one channel for all images: KS > 0 fixes the
-// kernel size (the taps' kernels and masks then stay in registers), 0 reads g.k.
-template <typename T, int KS>
-inline void flat_chunk(const T* __restrict planes, int64_t padded, int64_t margin,
-                       const T* __restrict wc, const T* __restrict bias_c, const T* column,
-                       const int64_t* shift, int64_t q, T* __restrict out_c, int64_t plane_stride,
+// The column shift dv of kernel column b at stride S, padding (KS - 1) / 2.
+template <int KS, int64_t S>
+constexpr int64_t column_shift(int64_t b) { return floor_div(b - (KS - 1) / 2, S); }
+
+// The chunk of L output positions from q of one channel for `images` images: KS > 0
+// fixes the kernel size and the stride S (the taps' kernels, masks and column shifts
+// then stay in registers or are known at compile time), 0 reads them from g and taps.
+template <typename T, int KS, int64_t S>
+inline void flat_chunk(const T* __restrict buf, int64_t image_stride, int64_t images,
+                       const FlatTaps& taps, const T* __restrict wc, const T* __restrict bias_c,
+                       const T* column, int64_t q, T* __restrict out_c, int64_t plane_stride,
                        const Geometry& g) {
   using V = Vec<T>;
   using VT = typename V::type;
   constexpr int64_t L = V::lanes;
-  const int64_t k = KS > 0 ? KS : g.k, K = k * k, p = (k - 1) / 2, HW = g.H * g.W;
-  const int64_t valid = std::min(L, HW - q);
+  const int64_t k = KS > 0 ? KS : g.k, K = k * k, p = (k - 1) / 2, HWo = g.Ho * g.Wo;
+  const int64_t valid = std::min(L, HWo - q);
   const VT col = V::load(column + q);
   using Mask = decltype(col < col);
-  Mask inside[11];  // the columns a tap of column offset b - p reads inside the row
-  for (int64_t b = 0; b < k; ++b) {
-    const VT read = col + static_cast<T>(b - p);
-    inside[b] = (read >= T(0)) & (read < static_cast<T>(g.W));
+  Mask inside[2 * 5 + 1];  // inside[d + p]: the output columns j with j + d in [0, Wo)
+  for (int64_t d = -p; d <= p; ++d) {
+    const VT read = col + static_cast<T>(d);
+    inside[d + p] = (read >= T(0)) & (read < static_cast<T>(g.Wo));
   }
   VT wv[KS > 0 ? KS * KS : MAX_TAPS];  // the chunk's per-pixel kernels (zeros beyond)
   for (int64_t t = 0; t < K; ++t) {
     if (valid == L) {
-      wv[t] = V::load(wc + t * HW + q);
+      wv[t] = V::load(wc + t * HWo + q);
     } else {
       T lanes[L] = {};
-      std::copy(wc + t * HW + q, wc + t * HW + q + valid, lanes);
+      std::copy(wc + t * HWo + q, wc + t * HWo + q + valid, lanes);
       wv[t] = V::load(lanes);
     }
   }
@@ -330,76 +330,163 @@ inline void flat_chunk(const T* __restrict planes, int64_t padded, int64_t margi
     std::copy(bias_c + q, bias_c + q + valid, lanes);
     start = V::load(lanes);
   }
-  for (int64_t n = 0; n < g.N; ++n) {
-    const T* xp = planes + n * padded + margin + q;
-    VT acc = start;
+  // Images in blocks of kFlatImages: independent accumulators, so that the taps' chains
+  // of multiply-adds overlap instead of waiting on each other.
+  auto block = [&](int64_t n0, auto images_const) {
+    constexpr int64_t B = decltype(images_const)::value;
+    VT acc[B];
+    for (int64_t m = 0; m < B; ++m) acc[m] = start;
     for (int64_t a = 0; a < k; ++a) {
       for (int64_t b = 0; b < k; ++b) {
         const int64_t t = a * k + b;
-        VT xv = V::load(xp + shift[t]);
-        if (b != p) xv = inside[b] ? xv : VT{};  // a wrapped input adds nothing
-        acc += wv[t] * xv;
+        const int64_t d = KS > 0 ? column_shift<KS, S>(b) : taps.dcol[t];
+        const T* xt = buf + n0 * image_stride + q + taps.offset[t];
+        for (int64_t m = 0; m < B; ++m) {
+          VT xv = V::load(xt + m * image_stride);
+          if (d != 0) xv = inside[d + p] ? xv : VT{};  // a wrapped input adds nothing
+          acc[m] += wv[t] * xv;
+        }
       }
     }
-    T* o = out_c + n * plane_stride + q;
-    if (valid == L) {
-      V::store(o, acc);
-    } else {
-      T lanes[L];
-      V::store(lanes, acc);
-      std::copy(lanes, lanes + valid, o);
+    for (int64_t m = 0; m < B; ++m) {
+      T* o = out_c + (n0 + m) * plane_stride + q;
+      if (valid == L) {
+        V::store(o, acc[m]);
+      } else {
+        T lanes[L];
+        V::store(lanes, acc[m]);
+        for (int64_t l = 0; l < valid; ++l) o[l] = lanes[l];
+      }
     }
-  }
+  };
+  int64_t n = 0;
+  for (; n + kFlatImages <= images; n += kFlatImages)
+    block(n, std::integral_constant<int64_t, kFlatImages>{});
+  for (; n < images; ++n) block(n, std::integral_constant<int64_t, 1>{});
 }
 
-// Contiguous stride-1 maps of narrow rows (W < kMinContiguousWidth): every plane
-// flattened, output q = i * W + j reads input q + (a - p) * W + (b - p) for tap (a, b),
-// one shift per tap over the whole plane, so the loop runs on whole vectors of
-// positions whatever the width. The images' planes of a channel are first copied
-// between p zero rows (and a vector of zeros) above and below, so that every shifted
-// load stays inside and the rows beyond the image read zeros; a tap's inputs that wrap
-// to the neighbouring row (column j + b - p outside [0, W)) are masked to zero.
-// Threaded over channels; every per-pixel kernel vector is loaded once for all the
-// images.
+// Integer lanes of the width of Vec<T>, for __builtin_shuffle.
+template <typename T> struct Lanes;
+template <> struct Lanes<float> { typedef int32_t type __attribute__((vector_size(64))); };
+template <> struct Lanes<double> { typedef int64_t type __attribute__((vector_size(64))); };
+
+// Row `src` of W inputs split into its s column phases: dst[rx][v] = src[s*v + rx]
+// (dst[rx] + v for v < the phase's length); stride 2 deinterleaves whole vectors.
+template <typename T>
+inline void split_row(const T* __restrict src, int64_t W, int64_t s, T* const* dst) {
+  if (s == 1) {
+    std::copy(src, src + W, dst[0]);
+    return;
+  }
+  int64_t v = 0;
+  if (s == 2) {
+    using V = Vec<T>;
+    using M = typename Lanes<T>::type;
+    constexpr int64_t L = V::lanes;
+    M even, odd;
+    for (int64_t l = 0; l < L; ++l) { even[l] = 2 * l; odd[l] = 2 * l + 1; }
+    for (; 2 * v + 2 * L <= W; v += L) {
+      const typename V::type lo = V::load(src + 2 * v), hi = V::load(src + 2 * v + L);
+      V::store(dst[0] + v, __builtin_shuffle(lo, hi, even));
+      V::store(dst[1] + v, __builtin_shuffle(lo, hi, odd));
+    }
+    if (2 * v < W) {  // the rest of the row through a vector's worth of lanes
+      T in[2 * L], ev[L], od[L];
+      const int64_t rest = W - 2 * v;
+      std::copy(src + 2 * v, src + W, in);
+      V::store(ev, __builtin_shuffle(V::load(in), V::load(in + L), even));
+      V::store(od, __builtin_shuffle(V::load(in), V::load(in + L), odd));
+      std::copy(ev, ev + (rest + 1) / 2, dst[0] + v);
+      std::copy(od, od + rest / 2, dst[1] + v);
+      return;
+    }
+  }
+  for (int64_t rx = 0; rx < s; ++rx)
+    for (int64_t col = s * v + rx, u = v; col < W; col += s, ++u) dst[rx][u] = src[col];
+}
+
+// Contiguous maps on their flattened (phase) planes, see FlatTaps: the planes of a
+// group of images of one channel are copied into a buffer where each phase plane lies
+// between margins of zeros (p rows and p + a vector), so that every shifted load stays
+// inside and the rows beyond the image read zeros; the inputs of a tap that wrap to the
+// neighbouring row (column j + dv outside [0, Wo)) are masked to zero. Threaded over
+// (channel, group of images); every per-pixel kernel vector is loaded once for a group.
 template <typename T>
 void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
                   T* __restrict out, const Geometry& g) {
+  if (g.N == 0 || g.C == 0) return;
   constexpr int64_t L = Vec<T>::lanes;
-  const int64_t K = g.k * g.k, HW = g.H * g.W, p = g.p;
-  const int64_t margin = p * g.W + p + L;  // zeros before and after a plane
-  const int64_t padded = HW + 2 * margin;
-  const int64_t chunks = (HW + L - 1) / L;
-  std::vector<T> column(chunks * L);  // the column of every position, for the masks
-  for (int64_t q = 0; q < chunks * L; ++q) column[q] = static_cast<T>(q % g.W);
-  std::vector<int64_t> shift(K);
-  for (int64_t a = 0; a < g.k; ++a)
-    for (int64_t b = 0; b < g.k; ++b) shift[a * g.k + b] = (a - p) * g.W + (b - p);
-  at::parallel_for(0, g.C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> planes(g.N * padded, T(0));  // the margins stay zero
-    for (int64_t c = begin; c < end; ++c) {
-      for (int64_t n = 0; n < g.N; ++n)
-        std::copy(x + (n * g.C + c) * HW, x + (n * g.C + c + 1) * HW,
-                  planes.data() + n * padded + margin);
-      const T* wc = w + c * K * HW;
-      const T* bc = bias ? bias + c * HW : nullptr;
-      T* oc = out + c * HW;
-      for (int64_t q = 0; q < HW; q += L) {
-        if (g.k == 3)
-          flat_chunk<T, 3>(planes.data(), padded, margin, wc, bc, column.data(), shift.data(),
-                           q, oc, g.C * HW, g);
+  const int64_t K = g.k * g.k, HW = g.H * g.W, HWo = g.Ho * g.Wo, p = g.p, s = g.s;
+  const int64_t margin = p * g.Wo + p + L;  // zeros before and after a phase plane
+  const int64_t phase_stride = HWo + 2 * margin;
+  const int64_t image_stride = s * s * phase_stride;
+  const int64_t group = std::clamp<int64_t>(
+      kFlatBufferBytes / (image_stride * int64_t(sizeof(T))), 1, g.N);
+  const int64_t groups = (g.N + group - 1) / group;
+  const int64_t chunks = (HWo + L - 1) / L;
+  std::vector<T> column(chunks * L);  // the output column of every position, for the masks
+  for (int64_t q = 0; q < chunks * L; ++q) column[q] = static_cast<T>(q % g.Wo);
+  FlatTaps taps;
+  for (int64_t a = 0; a < g.k; ++a) {
+    for (int64_t b = 0; b < g.k; ++b) {
+      const int64_t du = floor_div(a - p, s), dv = floor_div(b - p, s);
+      const int64_t ry = a - p - s * du, rx = b - p - s * dv;
+      taps.offset[a * g.k + b] = (ry * s + rx) * phase_stride + margin + du * g.Wo + dv;
+      taps.dcol[a * g.k + b] = dv;
+    }
+  }
+  at::parallel_for(0, g.C * groups, 1, [&](int64_t begin, int64_t end) {
+    // zeroed once: the margins and the phase positions outside the input stay zero
+    std::vector<T> buf(group * image_stride, T(0));
+    std::vector<T*> dst(s);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c = task / groups, n0 = (task % groups) * group;
+      const int64_t images = std::min(group, g.N - n0);
+      for (int64_t n = 0; n < images; ++n) {
+        const T* plane = x + ((n0 + n) * g.C + c) * HW;
+        T* image = buf.data() + n * image_stride + margin;
+        if (s == 1) {  // the one phase plane is the plane
+          std::copy(plane, plane + HW, image);
+          continue;
+        }
+        for (int64_t u = 0; u < g.Ho; ++u) {
+          for (int64_t ry = 0; ry < s && s * u + ry < g.H; ++ry) {
+            for (int64_t rx = 0; rx < s; ++rx)
+              dst[rx] = image + (ry * s + rx) * phase_stride + u * g.Wo;
+            split_row(plane + (s * u + ry) * g.W, g.W, s, dst.data());
+          }
+        }
+      }
+      const T* wc = w + c * K * HWo;
+      const T* bc = bias ? bias + c * HWo : nullptr;
+      T* oc = out + (n0 * g.C + c) * HWo;
+      for (int64_t q = 0; q < HWo; q += L) {
+        if (g.k == 3 && s == 1)
+          flat_chunk<T, 3, 1>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+                              oc, g.C * HWo, g);
+        else if (g.k == 3 && s == 2)
+          flat_chunk<T, 3, 2>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+                              oc, g.C * HWo, g);
         else
-          flat_chunk<T, 0>(planes.data(), padded, margin, wc, bc, column.data(), shift.data(),
-                           q, oc, g.C * HW, g);
+          flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+                              oc, g.C * HWo, g);
       }
     }
   });
 }
 
+// Whether the forward runs forward_flat: contiguous maps at stride 1, and at stride 2
+// those whose input rows span two vectors or more (the rows of narrower ones split into
+// phases cost more than the transposes to the channels-last kernel).
+bool runs_flat(const at::Tensor& x, const Geometry& g) {
+  return !use_channels_last(x) &&
+         (g.s == 1 || (g.s == 2 && g.W * int64_t(x.element_size()) >= kFlatMinStridedRowBytes));
+}
+
 at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
                           const c10::optional<at::Tensor>& bias, int64_t stride) {
   const Geometry g = check_inputs(x, weight, stride);
-  const bool flat = runs_flat(x, g);
-  const bool last = use_channels_last(x) || (g.Wo < kMinContiguousWidth && !flat);
+  const bool last = !runs_flat(x, g);
   if (bias.has_value()) {
     TORCH_CHECK(bias->sizes() == at::IntArrayRef({g.C, g.Ho, g.Wo}),
                 "per_pixel_conv: 'bias' must be [C, H_out, W_out], got ", bias->sizes());
@@ -427,12 +514,8 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
     out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
       const scalar_t* b = bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr;
-      if (flat)  // narrow rows: the flattened planes
-        forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
-                               out.data_ptr<scalar_t>(), g);
-      else
-        forward_contiguous<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
-                                     out.data_ptr<scalar_t>(), g);
+      forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
+                             out.data_ptr<scalar_t>(), g);
     });
   }
   return out;
