@@ -12,6 +12,7 @@ from torch_geometric.nn.inits import zeros
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, to_edge_index
 
+from pyg_hgconv.utils.dense import direction_major_empty, direction_products
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS
 from pyg_hgconv.utils.sparse import HALF_DTYPES, coalesced_csr, csr_matmul, no_autocast
 
@@ -213,7 +214,8 @@ class HGConv(MessagePassing):
         self.normalize = normalize
 
         if in_channels > 0:
-            self.weight = Parameter(torch.empty(NUM_DIRECTIONS, in_channels, out_channels))
+            self.weight = Parameter(direction_major_empty(NUM_DIRECTIONS, in_channels,
+                                                          out_channels))
         else:
             self.weight = UninitializedParameter()
             self._hook = self.register_forward_pre_hook(self.initialize_parameters)
@@ -232,10 +234,12 @@ class HGConv(MessagePassing):
     def _init_weight(self) -> None:
         # The initialisation of a 3x3 nn.Conv2d (kaiming_uniform, a=sqrt(5)),
         # with the fan-in of all nine taps.
+        # Drawn in [9, C_in, C_out] order whatever the storage order of the weight.
         fan_in = NUM_DIRECTIONS * self.weight.size(1)
         bound = 1.0 / math.sqrt(fan_in)
         with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
+            self.weight.copy_(torch.empty(self.weight.shape, dtype=self.weight.dtype,
+                                          device=self.weight.device).uniform_(-bound, bound))
 
     @torch.no_grad()
     def initialize_parameters(self, module, input):
@@ -243,6 +247,10 @@ class HGConv(MessagePassing):
             x = input[0]
             self.in_channels = x.size(-1)
             self.weight.materialize((NUM_DIRECTIONS, self.in_channels, self.out_channels))
+            self.weight.data = direction_major_empty(NUM_DIRECTIONS, self.in_channels,
+                                                     self.out_channels,
+                                                     dtype=self.weight.dtype,
+                                                     device=self.weight.device)
             self._init_weight()
         module._hook.remove()
         delattr(module, "_hook")
@@ -346,8 +354,8 @@ class HGConv(MessagePassing):
                 kwargs = dict(edge_weight=_aggregation_weight(
                     edge_index, edge_type, edge_weight, num_nodes, self.normalize, x.dtype),
                     size=(num_nodes * NUM_DIRECTIONS, num_nodes))
-        # X W_delta for all nine directions at once: [9, N, C_out] viewed as [9 N, C_out]
-        x_dir = torch.matmul(x, self.weight).view(NUM_DIRECTIONS * num_nodes, self.out_channels)
+        # X W_delta for all nine directions at once: [9 N, C_out], direction-major
+        x_dir = direction_products(x, self.weight)
         if kwargs:
             out = self.propagate(adjacency, x=(x_dir, None), **kwargs)
         else:  # the sparse product in the matrix's dtype (float32 for half inputs)
