@@ -46,7 +46,9 @@ field                       meaning
                             clustering every graph conv of that size and ratio runs on
 ``module_vs_dense_fwd``     ``hgconv`` cells: the whole module's forward over the dense 3x3
                             conv's on the same map, timed side by side in interleaved
-                            rounds (``beside_module_fwd_ms``, ``beside_dense_fwd_ms``)
+                            rounds with the clustering alone (``beside_module_fwd_ms``,
+                            ``beside_dense_fwd_ms``, ``beside_clustering_fwd_ms``;
+                            ``clustering_share_of_module_fwd``)
 ``status``, ``error``       ``'ok'``, or ``'error'`` with the reason (e.g. a baseline whose
                             compiled backend, torch-spline-conv / torch-cluster, is missing)
 ==========================  ================================================================
@@ -286,23 +288,27 @@ def measure_graph(cell: dict[str, Any], x: Tensor, schedule: IrregularSchedule, 
 
 def module_beside_dense(module: nn.Module, x: Tensor, schedule: IrregularSchedule,
                         seed: int) -> dict[str, Any]:
-    """The whole module's forward and the dense 3x3 conv's (``conv2d``, C -> C) on
-    the same map, eval mode, no autograd, timed in ``schedule.repeats`` interleaved
-    rounds (:func:`~benchmarks.common.timing.interleaved_times`): their ratio
-    measured side by side, whatever the machine's load does between cells."""
+    """The whole module's forward, its clustering's (as the module runs it) and the
+    dense 3x3 conv's (``conv2d``, C -> C) on the same map, eval mode, no autograd,
+    timed in ``schedule.repeats`` interleaved rounds
+    (:func:`~benchmarks.common.timing.interleaved_times`): their ratios measured side
+    by side, whatever the machine's load does between cells."""
     dense = grid_layer("conv2d", x, seed)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            stats = interleaved_times({"module": lambda: module(x), "dense": lambda: dense(x)},
+            stats = interleaved_times({"module": lambda: module(x), "dense": lambda: dense(x),
+                                       "clustering": lambda: module.pool(x, as_batch=False)},
                                       rounds=max(1, schedule.repeats),
                                       round_s=0.2 if schedule.repeats > 1 else 0.02)
     finally:
         module.train(was_training)
     return {"beside_module_fwd_ms": stats["module"]["ms"],
             "beside_dense_fwd_ms": stats["dense"]["ms"],
+            "beside_clustering_fwd_ms": stats["clustering"]["ms"],
             "module_vs_dense_fwd": stats["module"]["ms"] / stats["dense"]["ms"],
+            "clustering_share_of_module_fwd": stats["clustering"]["ms"] / stats["module"]["ms"],
             "beside_calls": {name: v["calls"] for name, v in stats.items()}}
 
 
