@@ -70,19 +70,25 @@ void importance_image(const scalar_t* x, int64_t C, int64_t H, int64_t W, int64_
       }
     }
     for (int64_t y = 0; y < rows; ++y) {
-      for (int64_t i = x0; i < x1; ++i) squared[y * W + i] = std::sqrt(squared[y * W + i]);
-      for (int64_t i = x0; i < x1; ++i) out[y * W + i] += squared[y * W + i];
+      scalar_t* sq = squared.data() + y * W;
+      scalar_t* o = out + y * W;
+#pragma omp simd
+      for (int64_t i = x0; i < x1; ++i) {
+        sq[i] = std::sqrt(sq[i]);
+        o[i] += sq[i];
+      }
     }
     for (int64_t y = 0; y < rows; ++y)
       for (int64_t i = x0; i < x1; ++i) out[y * W + i + shift] += squared[y * W + i];
   }
+  // the mean over the 8-neighbours inside the image: (rows * columns of the 3x3
+  // window inside the image) - 1 of them
   for (int64_t y = 0; y < H; ++y) {
+    const int64_t rows_in = std::min<int64_t>(y + 1, H - 1) - std::max<int64_t>(y - 1, 0) + 1;
+    scalar_t* o = out + y * W;
     for (int64_t i = 0; i < W; ++i) {
-      int count = 0;
-      for (int64_t ny = y - 1; ny <= y + 1; ++ny)
-        for (int64_t nx = i - 1; nx <= i + 1; ++nx)
-          count += (ny != y || nx != i) && ny >= 0 && ny < H && nx >= 0 && nx < W;
-      out[y * W + i] /= std::max<scalar_t>(scalar_t(count), scalar_t(1));
+      const int64_t cols_in = std::min<int64_t>(i + 1, W - 1) - std::max<int64_t>(i - 1, 0) + 1;
+      o[i] /= std::max<scalar_t>(scalar_t(rows_in * cols_in - 1), scalar_t(1));
     }
   }
 }
