@@ -121,13 +121,16 @@ def test_training_goal_row_is_called_on_the_operator_cell_only():
         return {"part": "training", "shape": list(shape), "format": "channels_last",
                 "threads": 2, "tvconv_ratio": ratio, "generator_ratio": ratio * 0.9,
                 "generator_share": 0.9, "generator_gflop_per_s": 300.0,
-                "dense_gflop_per_s": 320.0, "apply_ratio": 3.0}
+                "dense_gflop_per_s": 320.0, "apply_ratio": 3.0, "generator_gflops": 24.0,
+                "native_ms": 0.5}
 
     records = [training(efficiency.TRAINING_SHAPE, 60.0),
                training(efficiency.REFERENCE_SHAPE, 10.0)]
     rows = [r for r in efficiency.goal_summary(records) if r["goal"].startswith("TVConv forward")]
     assert len(rows) == 1 and not rows[0]["holds"]  # 60x > the goal; the other shape has none
     assert "generator alone 54.00x (90% of the step, 300 GFLOP/s" in rows[0]["measured"]
+    # 24 GFLOP at 320 GFLOP/s is 75 ms, 150 times native's 0.5 ms
+    assert "its FLOPs at that conv's rate: 150.00x" in rows[0]["measured"]
     records[0]["tvconv_ratio"] = efficiency.TRAINING_GOAL
     rows = [r for r in efficiency.goal_summary(records) if r["goal"].startswith("TVConv forward")]
     assert rows[0]["holds"]
