@@ -38,7 +38,8 @@ FUSED_DTYPES = (torch.float32, torch.float64)
 #: channels-last (mirrors ``kMinContiguousWidth`` of the C++ source)
 MIN_CONTIGUOUS_WIDTH = 32
 #: contiguous inputs at stride 2 run forward on their flattened phase planes where their
-#: rows span at least these bytes, else channels-last (``kFlatMinStridedRowBytes``)
+#: rows span at least these bytes or have an even width, else channels-last
+#: (``kFlatMinStridedRowBytes``)
 FLAT_MIN_STRIDED_ROW_BYTES = 128
 
 
@@ -55,13 +56,14 @@ def backend_info() -> dict[str, str | None]:
 def kernel_runs_channels_last(x: Tensor, stride: int) -> bool:
     """Whether the fused forward computes ``x`` channels-last (reading tap-major
     ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last inputs, and
-    contiguous ones at a stride above 2, or at stride 2 with input rows narrower than
-    :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous inputs run on their
-    flattened (phase) planes, reading ``[C, k*k, H_out, W_out]`` kernels."""
+    contiguous ones at a stride above 2, or at stride 2 with input rows of odd width
+    narrower than :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous inputs run
+    on their flattened (phase) planes, reading ``[C, k*k, H_out, W_out]`` kernels."""
     if reads_channels_last(x):
         return True
-    return stride > 2 or (stride == 2 and x.shape[-1] * x.element_size()
-                          < FLAT_MIN_STRIDED_ROW_BYTES)
+    width = x.shape[-1]
+    return stride > 2 or (stride == 2 and width % 2 == 1
+                          and width * x.element_size() < FLAT_MIN_STRIDED_ROW_BYTES)
 
 
 def backward_runs_channels_last(x: Tensor, out_width: int) -> bool:

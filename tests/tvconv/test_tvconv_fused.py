@@ -66,15 +66,18 @@ def test_float32_matches_pytorch_path(channels_last):
 
 
 @needs_kernels
-@pytest.mark.parametrize("size", [(24, 24), (12, 12), (6, 6), (7, 31), (30, 3), (9, 40)])
+@pytest.mark.parametrize("size", [(24, 24), (12, 12), (6, 6), (7, 31), (30, 3), (9, 40),
+                                  (7, 12), (13, 2), (5, 30)])
 @pytest.mark.parametrize("kernel_size", [3, 5])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_contiguous_planes_run_flattened(size, kernel_size, stride):
     """Contiguous maps run on their flattened phase planes (at stride 2 where their
-    rows span two vectors; the others through the channels-last kernel): one shift
-    per tap, the inputs that wrap to the next row masked. A non-finite input may sit just across
-    a row's end: the reference's zero padding keeps it out of the outputs that do
-    not read it, and so must the masks (the NaN pattern must match exactly)."""
+    rows span two vectors or have an even width; the others through the channels-last
+    kernel): one shift per tap, the inputs that wrap to the next row masked. A
+    non-finite input may sit just across a row's end: the reference's zero padding
+    keeps it out of the outputs that do not read it, and so must the masks (the NaN
+    pattern must match exactly); narrow even rows split into phases by whole vectors
+    must leave no input of a later row where a phase plane ends."""
     height, width = size
     for dtype in (torch.float32, torch.float64):
         for column, value in ((-1, float("inf")), (0, float("nan")), (1, float("inf"))):

@@ -105,7 +105,8 @@ constexpr int64_t kMinContiguousWidth = 32;
 // Images forward_flat accumulates side by side.
 constexpr int64_t kFlatImages = 4;
 // Contiguous inputs at stride 2 run forward_flat where their rows span at least these
-// bytes (two vectors), else the channels-last kernel; tvconv/fused.py mirrors it.
+// bytes (two vectors) or have an even width, else the channels-last kernel;
+// tvconv/fused.py mirrors it.
 constexpr int64_t kFlatMinStridedRowBytes = 128;
 // Bytes of input planes forward_flat copies for one group of images of a channel.
 constexpr int64_t kFlatBufferBytes = 512 * 1024;
@@ -405,6 +406,53 @@ inline void split_row(const T* __restrict src, int64_t W, int64_t s, T* const* d
     for (int64_t col = s * v + rx, u = v; col < W; col += s, ++u) dst[rx][u] = src[col];
 }
 
+// A plane of even width W < 2 vectors at stride 2 split into its four phase planes
+// (image + (ry * 2 + rx) * phase_stride, rows of Wo = W / 2): every input row is
+// loaded as two whole vectors (reading on into the next rows; the last rows through a
+// zero-padded copy) and stored as two whole vectors, whose lanes beyond Wo land where
+// the phase plane's next row is stored afterwards; what lies past a phase plane's
+// last row is zeroed again (the rows and margin below the image read zeros).
+template <typename T>
+inline void split_narrow_plane_s2(const T* __restrict plane, const Geometry& g, T* image,
+                                  int64_t phase_stride) {
+  using V = Vec<T>;
+  using M = typename Lanes<T>::type;
+  constexpr int64_t L = V::lanes;
+  M even, odd;
+  for (int64_t l = 0; l < L; ++l) { even[l] = 2 * l; odd[l] = 2 * l + 1; }
+  const int64_t HW = g.H * g.W;
+  for (int64_t row = 0; row < g.H; ++row) {
+    const T* src = plane + row * g.W;
+    typename V::type lo, hi;
+    if (row * g.W + 2 * L <= HW) {
+      lo = V::load(src);
+      hi = V::load(src + L);
+    } else {
+      T in[2 * L] = {};
+      std::copy(src, src + g.W, in);
+      lo = V::load(in);
+      hi = V::load(in + L);
+    }
+    T* dst = image + (row % 2) * 2 * phase_stride + (row / 2) * g.Wo;
+    V::store(dst, __builtin_shuffle(lo, hi, even));
+    V::store(dst + phase_stride, __builtin_shuffle(lo, hi, odd));
+  }
+  for (int64_t ry = 0; ry < 2; ++ry) {
+    const int64_t rows = (g.H - ry + 1) / 2;  // the input rows of this row phase
+    for (int64_t rx = 0; rx < 2; ++rx) {
+      T* phase = image + (ry * 2 + rx) * phase_stride;
+      std::fill(phase + rows * g.Wo, phase + g.Ho * g.Wo + L, T(0));
+    }
+  }
+}
+
+// Whether split_narrow_plane_s2 splits the planes of g (stride 2, even width narrower
+// than two vectors).
+template <typename T>
+bool splits_narrow_plane_s2(const Geometry& g) {
+  return g.s == 2 && g.W % 2 == 0 && g.W < 2 * Vec<T>::lanes;
+}
+
 // Contiguous maps on their flattened (phase) planes, see FlatTaps: the planes of a
 // group of images of one channel are copied into a buffer where each phase plane lies
 // between margins of zeros (p rows and p + a vector), so that every shifted load stays
@@ -449,6 +497,10 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
           std::copy(plane, plane + HW, image);
           continue;
         }
+        if (splits_narrow_plane_s2<T>(g)) {
+          split_narrow_plane_s2(plane, g, image, phase_stride);
+          continue;
+        }
         for (int64_t u = 0; u < g.Ho; ++u) {
           for (int64_t ry = 0; ry < s && s * u + ry < g.H; ++ry) {
             for (int64_t rx = 0; rx < s; ++rx)
@@ -476,11 +528,13 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
 }
 
 // Whether the forward runs forward_flat: contiguous maps at stride 1, and at stride 2
-// those whose input rows span two vectors or more (the rows of narrower ones split into
-// phases cost more than the transposes to the channels-last kernel).
+// those whose input rows span two vectors or more or have an even width (narrow rows of
+// odd width, split into phases one by one, cost more than the transposes to the
+// channels-last kernel).
 bool runs_flat(const at::Tensor& x, const Geometry& g) {
   return !use_channels_last(x) &&
-         (g.s == 1 || (g.s == 2 && g.W * int64_t(x.element_size()) >= kFlatMinStridedRowBytes));
+         (g.s == 1 || (g.s == 2 && (g.W * int64_t(x.element_size()) >= kFlatMinStridedRowBytes ||
+                                    g.W % 2 == 0)));
 }
 
 at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
