@@ -301,8 +301,8 @@ constexpr int64_t column_shift(int64_t b) { return floor_div(b - (KS - 1) / 2, S
 template <typename T, int KS, int64_t S>
 inline void flat_chunk(const T* __restrict buf, int64_t image_stride, int64_t images,
                        const FlatTaps& taps, const T* __restrict wc, const T* __restrict bias_c,
-                       const T* column, int64_t q, T* __restrict out_c, int64_t plane_stride,
-                       const Geometry& g) {
+                       bool last_channel, const T* column, int64_t q, T* __restrict out_c,
+                       int64_t plane_stride, const Geometry& g) {
   using V = Vec<T>;
   using VT = typename V::type;
   constexpr int64_t L = V::lanes;
@@ -315,22 +315,19 @@ inline void flat_chunk(const T* __restrict buf, int64_t image_stride, int64_t im
     const VT read = col + static_cast<T>(d);
     inside[d + p] = (read >= T(0)) & (read < static_cast<T>(g.Wo));
   }
-  VT wv[KS > 0 ? KS * KS : MAX_TAPS];  // the chunk's per-pixel kernels (zeros beyond)
-  for (int64_t t = 0; t < K; ++t) {
-    if (valid == L) {
-      wv[t] = V::load(wc + t * HWo + q);
-    } else {
-      T lanes[L] = {};
-      std::copy(wc + t * HWo + q, wc + t * HWo + q + valid, lanes);
-      wv[t] = V::load(lanes);
-    }
-  }
-  VT start{};
-  if (bias_c) {
+  // The chunk's per-pixel kernels and bias. In a chunk that ends past the plane the
+  // lanes beyond it read the next plane of the [C, K, Ho, Wo] kernels (or [C, Ho, Wo]
+  // bias): their products only reach output lanes that are never stored. Only the
+  // tensors' last plane is read through a copy.
+  auto chunk_of = [&](const T* plane, bool last_plane) {
+    if (valid == L || !last_plane) return V::load(plane + q);
     T lanes[L] = {};
-    std::copy(bias_c + q, bias_c + q + valid, lanes);
-    start = V::load(lanes);
-  }
+    std::copy(plane + q, plane + q + valid, lanes);
+    return V::load(lanes);
+  };
+  VT wv[KS > 0 ? KS * KS : MAX_TAPS];
+  for (int64_t t = 0; t < K; ++t) wv[t] = chunk_of(wc + t * HWo, last_channel && t == K - 1);
+  const VT start = bias_c ? chunk_of(bias_c, last_channel) : VT{};
   // Images in blocks of kFlatImages: independent accumulators, so that the taps' chains
   // of multiply-adds overlap instead of waiting on each other.
   auto block = [&](int64_t n0, auto images_const) {
@@ -364,6 +361,20 @@ inline void flat_chunk(const T* __restrict buf, int64_t image_stride, int64_t im
   for (; n + kFlatImages <= images; n += kFlatImages)
     block(n, std::integral_constant<int64_t, kFlatImages>{});
   for (; n < images; ++n) block(n, std::integral_constant<int64_t, 1>{});
+}
+
+// dst[0, n) = src[0, n): whole vectors, the last one overlapping the one before it
+// (planes of a few vectors would spend more on a call to memmove than on the copy).
+template <typename T>
+inline void copy_plane(const T* __restrict src, int64_t n, T* __restrict dst) {
+  using V = Vec<T>;
+  constexpr int64_t L = V::lanes;
+  if (n < L) {
+    std::copy(src, src + n, dst);
+    return;
+  }
+  for (int64_t i = 0; i + L <= n; i += L) V::store(dst + i, V::load(src + i));
+  V::store(dst + n - L, V::load(src + n - L));
 }
 
 // Integer lanes of the width of Vec<T>, for __builtin_shuffle.
@@ -440,8 +451,11 @@ inline void split_narrow_plane_s2(const T* __restrict plane, const Geometry& g, 
   for (int64_t ry = 0; ry < 2; ++ry) {
     const int64_t rows = (g.H - ry + 1) / 2;  // the input rows of this row phase
     for (int64_t rx = 0; rx < 2; ++rx) {
+      // zeros on [rows * Wo, Ho * Wo + L), at most Wo + L < 2 L positions: two
+      // (overlapping) vector stores
       T* phase = image + (ry * 2 + rx) * phase_stride;
-      std::fill(phase + rows * g.Wo, phase + g.Ho * g.Wo + L, T(0));
+      V::store(phase + rows * g.Wo, typename V::type{});
+      V::store(phase + g.Ho * g.Wo, typename V::type{});
     }
   }
 }
@@ -494,7 +508,7 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
         const T* plane = x + ((n0 + n) * g.C + c) * HW;
         T* image = buf.data() + n * image_stride + margin;
         if (s == 1) {  // the one phase plane is the plane
-          std::copy(plane, plane + HW, image);
+          copy_plane(plane, HW, image);
           continue;
         }
         if (splits_narrow_plane_s2<T>(g)) {
@@ -514,13 +528,16 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
       T* oc = out + (n0 * g.C + c) * HWo;
       for (int64_t q = 0; q < HWo; q += L) {
         if (g.k == 3 && s == 1)
-          flat_chunk<T, 3, 1>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+          flat_chunk<T, 3, 1>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
+                              column.data(), q,
                               oc, g.C * HWo, g);
         else if (g.k == 3 && s == 2)
-          flat_chunk<T, 3, 2>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+          flat_chunk<T, 3, 2>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
+                              column.data(), q,
                               oc, g.C * HWo, g);
         else
-          flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, column.data(), q,
+          flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
+                              column.data(), q,
                               oc, g.C * HWo, g);
       }
     }
