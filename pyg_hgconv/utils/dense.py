@@ -2,13 +2,15 @@ r"""The per-direction feature transforms of HG-Conv, :math:`X W_\delta` for all
 nine directions at once (paper, Eq. 2).
 
 :func:`direction_products` returns them stacked direction-major, the rows the
-layer's sparse ``[N, 9 N]`` aggregation reads. Outside autograd, on CPU and for
-products large enough, it runs as one oneDNN matrix product of ``X`` with the
-nine transforms side by side (``torch.ops.mkldnn._linear_pointwise``): on the
-AVX-512 machine the project is measured on, about twice the rate of the batched
-(MKL) product of ``torch.matmul``, the direction-major copy included. Everywhere
-else (autograd, other devices and dtypes, small products, builds without oneDNN,
-tracing) it is ``torch.matmul``.
+layer's sparse ``[N, 9 N]`` aggregation reads. Outside autograd, on CPU, in
+float32 and for products large enough (unless ``torch.backends.mkldnn`` is
+disabled), it runs as one oneDNN matrix product of ``X`` with the nine transforms
+side by side (``torch.ops.mkldnn._linear_pointwise``), which on the AVX-512
+machine the project is measured on outran the batched (MKL) product of
+``torch.matmul``, the direction-major copy included (``python -m
+benchmarks.hgconv_perf`` times the module). Everywhere else (autograd, other
+devices and dtypes, small products, builds without oneDNN, tracing) it is
+``torch.matmul``.
 
 The weight is read as a ``[9 C_out, C_in]`` matrix: a view where the parameter
 is stored ``(direction, out, in)`` in memory (:func:`direction_major_empty`),
@@ -21,8 +23,8 @@ from torch import Tensor
 
 #: multiply-adds from which the oneDNN product pays for its fixed cost
 ONEDNN_MIN_MACS = 1 << 22
-#: dtypes the oneDNN path takes
-ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
+#: dtypes the oneDNN path takes (bfloat16 would need AVX-512 BF16 support on the CPU)
+ONEDNN_DTYPES = (torch.float32,)
 
 
 def onednn_linear_available() -> bool:
@@ -44,7 +46,9 @@ def direction_major_empty(directions: int, in_channels: int, out_channels: int,
 
 def runs_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`direction_products` takes the oneDNN product for these operands."""
-    if not _ONEDNN or x.device.type != "cpu" or x.dim() != 2:
+    if not _ONEDNN or not torch.backends.mkldnn.enabled:
+        return False
+    if x.device.type != "cpu" or x.dim() != 2:
         return False
     if x.dtype not in ONEDNN_DTYPES or weight.dtype != x.dtype:
         return False

@@ -127,7 +127,7 @@ def to_networkx(graph: Batch | Data, index: int = 0, *, self_loops: bool = True,
                 "max_direction=False?); pass multigraph=True to get a MultiDiGraph")
     height, width = image_size_of(data)
     # Python lists, not tensors: PyG's to_networkx indexes every attribute per
-    # node and per edge, which is ~50x faster on a list.
+    # node and per edge, which is much faster on a list than on a tensor.
     flat = Data(edge_index=edge_index.cpu(), num_nodes=num_nodes,
                 edge_type=edge_type.tolist(), edge_weight=data.edge_weight.detach().tolist(),
                 direction=[DIRECTION_NAMES[t] for t in edge_type.tolist()],

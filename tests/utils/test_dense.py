@@ -81,6 +81,9 @@ def test_what_takes_the_onednn_path(onednn_always):
     with torch.no_grad():
         assert runs_onednn(x, weight)
         assert not runs_onednn(x.double(), weight.double())  # float64: torch.matmul
+        assert not runs_onednn(x.bfloat16(), weight.bfloat16())  # bfloat16 too
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert not runs_onednn(x, weight)  # the user turned oneDNN off
         assert not runs_onednn(x, weight.double())  # mixed dtypes
     assert not runs_onednn(x.requires_grad_(), weight)  # autograd needs the graph
 
