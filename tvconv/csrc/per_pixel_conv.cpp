@@ -379,8 +379,14 @@ inline void copy_plane(const T* __restrict src, int64_t n, T* __restrict dst) {
 
 // Integer lanes of the width of Vec<T>, for __builtin_shuffle.
 template <typename T> struct Lanes;
-template <> struct Lanes<float> { typedef int32_t type __attribute__((vector_size(64))); };
-template <> struct Lanes<double> { typedef int64_t type __attribute__((vector_size(64))); };
+template <> struct Lanes<float> {
+  typedef int32_t element;
+  typedef element type __attribute__((vector_size(64)));
+};
+template <> struct Lanes<double> {
+  typedef int64_t element;
+  typedef element type __attribute__((vector_size(64)));
+};
 
 // Row `src` of W inputs split into its s column phases: dst[rx][v] = src[s*v + rx]
 // (dst[rx] + v for v < the phase's length); stride 2 deinterleaves whole vectors.
@@ -419,8 +425,8 @@ inline void split_row(const T* __restrict src, int64_t W, int64_t s, T* const* d
 
 // A plane of even width W < 2 vectors at stride 2 split into its four phase planes
 // (image + (ry * 2 + rx) * phase_stride, rows of Wo = W / 2): every input row is
-// loaded as two whole vectors (reading on into the next rows; the last rows through a
-// zero-padded copy) and stored as two whole vectors, whose lanes beyond Wo land where
+// loaded as two whole vectors (reading on into the next rows; the last rows from the
+// plane's last two vectors, with shifted lanes) and stored as two whole vectors, whose lanes beyond Wo land where
 // the phase plane's next row is stored afterwards; what lies past a phase plane's
 // last row is zeroed again (the rows and margin below the image read zeros).
 template <typename T>
@@ -435,18 +441,25 @@ inline void split_narrow_plane_s2(const T* __restrict plane, const Geometry& g, 
   for (int64_t row = 0; row < g.H; ++row) {
     const T* src = plane + row * g.W;
     typename V::type lo, hi;
+    M from_even = even, from_odd = odd;
     if (row * g.W + 2 * L <= HW) {
       lo = V::load(src);
       hi = V::load(src + L);
-    } else {
+    } else if (HW >= 2 * L) {  // the plane's last 2 L values, the row r0 into them
+      const auto r0 = static_cast<typename Lanes<T>::element>(row * g.W - (HW - 2 * L));
+      lo = V::load(plane + HW - 2 * L);
+      hi = V::load(plane + HW - L);
+      from_even += r0;  // indices past 2 L wrap round: lanes beyond Wo, not kept
+      from_odd += r0;
+    } else {  // a plane of fewer than 2 L values
       T in[2 * L] = {};
       std::copy(src, src + g.W, in);
       lo = V::load(in);
       hi = V::load(in + L);
     }
     T* dst = image + (row % 2) * 2 * phase_stride + (row / 2) * g.Wo;
-    V::store(dst, __builtin_shuffle(lo, hi, even));
-    V::store(dst + phase_stride, __builtin_shuffle(lo, hi, odd));
+    V::store(dst, __builtin_shuffle(lo, hi, from_even));
+    V::store(dst + phase_stride, __builtin_shuffle(lo, hi, from_odd));
   }
   for (int64_t ry = 0; ry < 2; ++ry) {
     const int64_t rows = (g.H - ry + 1) / 2;  // the input rows of this row phase
