@@ -284,7 +284,8 @@ constexpr int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-
 // plane is split into its s*s phase planes P[ry, rx][u, v] = X[s*u + ry, s*v + rx]
 // (u < Ho, v < Wo; zero where that lies outside X), so that tap (a, b) of output
 // (i, j) reads P[ry, rx] at (i + du, j + dv) with a - p = s*du + ry, b - p = s*dv + rx:
-// one shift du * Wo + dv per tap over the whole flattened output plane, at any stride.
+// one shift du * Wo + dv per tap over the whole flattened output plane (the taps'
+// arithmetic holds at any stride; forward_flat runs at strides 1 and 2, see runs_flat).
 // At stride 1 the one phase plane is X itself.
 struct FlatTaps {
   int64_t offset[MAX_TAPS];  // the tap's phase plane and shift, from an image's buffer
@@ -388,39 +389,32 @@ template <> struct Lanes<double> {
   typedef element type __attribute__((vector_size(64)));
 };
 
-// Row `src` of W inputs split into its s column phases: dst[rx][v] = src[s*v + rx]
-// (dst[rx] + v for v < the phase's length); stride 2 deinterleaves whole vectors.
+// Row `src` of W inputs split into its two column phases at stride 2:
+// even[v] = src[2 v], odd[v] = src[2 v + 1], by whole-vector shuffles (the rest of
+// the row through a vector's worth of lanes).
 template <typename T>
-inline void split_row(const T* __restrict src, int64_t W, int64_t s, T* const* dst) {
-  if (s == 1) {
-    std::copy(src, src + W, dst[0]);
-    return;
-  }
+inline void split_row_s2(const T* __restrict src, int64_t W, T* __restrict even_out,
+                         T* __restrict odd_out) {
+  using V = Vec<T>;
+  using M = typename Lanes<T>::type;
+  constexpr int64_t L = V::lanes;
+  M even, odd;
+  for (int64_t l = 0; l < L; ++l) { even[l] = 2 * l; odd[l] = 2 * l + 1; }
   int64_t v = 0;
-  if (s == 2) {
-    using V = Vec<T>;
-    using M = typename Lanes<T>::type;
-    constexpr int64_t L = V::lanes;
-    M even, odd;
-    for (int64_t l = 0; l < L; ++l) { even[l] = 2 * l; odd[l] = 2 * l + 1; }
-    for (; 2 * v + 2 * L <= W; v += L) {
-      const typename V::type lo = V::load(src + 2 * v), hi = V::load(src + 2 * v + L);
-      V::store(dst[0] + v, __builtin_shuffle(lo, hi, even));
-      V::store(dst[1] + v, __builtin_shuffle(lo, hi, odd));
-    }
-    if (2 * v < W) {  // the rest of the row through a vector's worth of lanes
-      T in[2 * L], ev[L], od[L];
-      const int64_t rest = W - 2 * v;
-      std::copy(src + 2 * v, src + W, in);
-      V::store(ev, __builtin_shuffle(V::load(in), V::load(in + L), even));
-      V::store(od, __builtin_shuffle(V::load(in), V::load(in + L), odd));
-      std::copy(ev, ev + (rest + 1) / 2, dst[0] + v);
-      std::copy(od, od + rest / 2, dst[1] + v);
-      return;
-    }
+  for (; 2 * v + 2 * L <= W; v += L) {
+    const typename V::type lo = V::load(src + 2 * v), hi = V::load(src + 2 * v + L);
+    V::store(even_out + v, __builtin_shuffle(lo, hi, even));
+    V::store(odd_out + v, __builtin_shuffle(lo, hi, odd));
   }
-  for (int64_t rx = 0; rx < s; ++rx)
-    for (int64_t col = s * v + rx, u = v; col < W; col += s, ++u) dst[rx][u] = src[col];
+  if (2 * v < W) {
+    T in[2 * L], ev[L], od[L];
+    const int64_t rest = W - 2 * v;
+    std::copy(src + 2 * v, src + W, in);
+    V::store(ev, __builtin_shuffle(V::load(in), V::load(in + L), even));
+    V::store(od, __builtin_shuffle(V::load(in), V::load(in + L), odd));
+    std::copy(ev, ev + (rest + 1) / 2, even_out + v);
+    std::copy(od, od + rest / 2, odd_out + v);
+  }
 }
 
 // A plane of even width W < 2 vectors at stride 2 split into its four phase planes
@@ -513,7 +507,6 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
   at::parallel_for(0, g.C * groups, 1, [&](int64_t begin, int64_t end) {
     // zeroed once: the margins and the phase positions outside the input stay zero
     std::vector<T> buf(group * image_stride, T(0));
-    std::vector<T*> dst(s);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c = task / groups, n0 = (task % groups) * group;
       const int64_t images = std::min(group, g.N - n0);
@@ -528,12 +521,9 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
           split_narrow_plane_s2(plane, g, image, phase_stride);
           continue;
         }
-        for (int64_t u = 0; u < g.Ho; ++u) {
-          for (int64_t ry = 0; ry < s && s * u + ry < g.H; ++ry) {
-            for (int64_t rx = 0; rx < s; ++rx)
-              dst[rx] = image + (ry * s + rx) * phase_stride + u * g.Wo;
-            split_row(plane + (s * u + ry) * g.W, g.W, s, dst.data());
-          }
+        for (int64_t row = 0; row < g.H; ++row) {  // stride 2: row phase row % 2
+          T* even = image + (row % 2) * 2 * phase_stride + (row / 2) * g.Wo;
+          split_row_s2(plane + row * g.W, g.W, even, even + phase_stride);
         }
       }
       const T* wc = w + c * K * HWo;
