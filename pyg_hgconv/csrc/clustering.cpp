@@ -65,6 +65,26 @@ constexpr int kCentreBits = 24;
 constexpr int64_t kCentreMask = (int64_t(1) << kCentreBits) - 1;
 constexpr int64_t kMaxSide = int64_t(1) << 17;
 
+// The m smallest (distance, centre) keys of a tile's search, ascending, in whole
+// vectors; the places past m and those not yet filled hold kNoKey.
+using KeyVec = Vec<int64_t>;
+static_assert(KeyVec::lanes == 8, "insert_key shifts by eight lanes");
+constexpr int64_t kNoKey = std::numeric_limits<int64_t>::max();
+
+// Inserts 'key' into the sorted keys 'best' (dropping the largest) without a branch
+// on it: place j becomes min(best[j], max(best[j - 1], key)), best[-1] = -inf.
+inline void insert_key(KeyVec::type* best, int64_t vectors, int64_t key) {
+  const KeyVec::type k = KeyVec::broadcast(key);
+  for (int64_t v = vectors - 1; v >= 0; --v) {
+    const KeyVec::type before =
+        v > 0 ? best[v - 1] : KeyVec::broadcast(std::numeric_limits<int64_t>::min());
+    const KeyVec::type shifted =
+        __builtin_shufflevector(before, best[v], 7, 8, 9, 10, 11, 12, 13, 14);
+    const KeyVec::type raised = shifted > k ? shifted : k;
+    best[v] = best[v] < raised ? best[v] : raised;
+  }
+}
+
 struct Sizes {
   int64_t B, D, H, W, N, K, m, C;
   ImageTiling tiling;
@@ -104,7 +124,8 @@ struct Workspace {
   std::vector<int64_t> nearest_dist;  // [Pp]
   std::vector<int64_t> centre_y;      // [K]
   std::vector<int64_t> centre_x;      // [K]
-  std::vector<int64_t> order;         // [max(K, H)]: the best (distance, centre) keys
+  std::vector<int64_t> order;         // [H]: the next free place of every row
+  std::vector<KeyVec::type> best_keys;  // [ceil(m / 8)]: the best (distance, centre) keys
   std::vector<int64_t> row_start;     // [H + 1]: the centres of every row
   std::vector<int64_t> by_row;        // [K]
   std::vector<T> centre_mass;         // [K]
@@ -125,8 +146,8 @@ struct Workspace {
         origins(s.tiles * s.Dc), fallback(s.K * s.Dc), weight(s.tiles * s.m * s.Pp),
         slot_centre(s.tiles * s.m), local_y(s.Pp), local_x(s.Pp), coordinate_rows(2 * s.Pp),
         nearest(s.Pp), nearest_dist(s.Pp), centre_y(s.K), centre_x(s.K),
-        order(std::max(s.K, s.H)), row_start(s.H + 1), by_row(s.K), centre_mass(s.K),
-        new_id(s.K), sums(s.K * 3) {}
+        order(s.H), best_keys((s.m + KeyVec::lanes - 1) / KeyVec::lanes), row_start(s.H + 1),
+        by_row(s.K), centre_mass(s.K), new_id(s.K), sums(s.K * 3) {}
 };
 
 // Step 1: the standardised embedding of one image times the feature scale, into
@@ -196,26 +217,26 @@ void cluster_image(const Sizes& s, const T* embedding, bool embedding_channels_l
     std::copy(row_start, row_start + g.H, fill);
     for (int64_t k = 0; k < K; ++k) by_row[fill[cy[k]]++] = k;
   }
-  int64_t* best = ws.order.data();
+  const int64_t key_vectors = (m + KeyVec::lanes - 1) / KeyVec::lanes;
+  KeyVec::type* best = ws.best_keys.data();
+  const auto worst = [&] { return best[(m - 1) / KeyVec::lanes][(m - 1) % KeyVec::lanes]; };
   for (int64_t t = 0; t < s.tiles; ++t) {
     const int64_t oy = (t / g.tiles_x) * g.th, ox = (t % g.tiles_x) * g.tw;
     const int64_t qy = oy + std::min(oy + g.th, g.H) - 1, qx = ox + std::min(ox + g.tw, g.W) - 1;
-    int64_t found = 0, up = qy / 2, down = qy / 2 + 1;
+    std::fill(best, best + key_vectors, KeyVec::broadcast(kNoKey));
+    int64_t up = qy / 2, down = qy / 2 + 1;
     while (up >= 0 || down < g.H) {
       const int64_t du = up >= 0 ? std::abs(qy - 2 * up) : std::numeric_limits<int64_t>::max();
       const int64_t dd = down < g.H ? std::abs(qy - 2 * down) : std::numeric_limits<int64_t>::max();
       const int64_t row = du <= dd ? up-- : down++, dy = std::min(du, dd);
-      if (found == m && ((dy * dy) << kCentreBits) > best[m - 1]) break;
+      if (((dy * dy) << kCentreBits) > worst()) break;
       for (int64_t i = row_start[row]; i < row_start[row + 1]; ++i) {
         const int64_t k = by_row[i], dx = qx - 2 * cx[k];
-        const int64_t key = ((dy * dy + dx * dx) << kCentreBits) | k;
-        if (found == m && key >= best[m - 1]) continue;
-        int64_t j = found < m ? found++ : m - 1;  // insertion into the sorted best keys
-        for (; j > 0 && best[j - 1] > key; --j) best[j] = best[j - 1];
-        best[j] = key;
+        insert_key(best, key_vectors, ((dy * dy + dx * dx) << kCentreBits) | k);
       }
     }
-    for (int64_t j = 0; j < m; ++j) ws.slot_centre[t * m + j] = best[j] & kCentreMask;
+    for (int64_t j = 0; j < m; ++j)
+      ws.slot_centre[t * m + j] = best[j / KeyVec::lanes][j % KeyVec::lanes] & kCentreMask;
   }
 
   // the tile layout: features relative to the tile, padded to Pp positions (the

@@ -70,8 +70,8 @@ struct PixelEntries {
   std::vector<int32_t> count;
 
   // weight: the image's [tiles][m][P] weights; slot_group: its [tiles][m] groups.
-  // Slot by slot, each slot's row of positions read in order; every position's
-  // entry is written and kept where its weight is non-zero (no branch on it).
+  // Pixel by pixel, its m slots in order; every slot's entry is written and kept
+  // where its weight is non-zero (no branch on it), the count in a register.
   void gather(const ImageTiling& g, const T* weight, const int64_t* slot_group) {
     const int64_t pixels = g.H * g.W;
     if (static_cast<int64_t>(count.size()) < pixels) {
@@ -79,20 +79,22 @@ struct PixelEntries {
       group.resize(pixels * g.m);
       value.resize(pixels * g.m);
     }
-    std::fill(count.begin(), count.begin() + pixels, 0);
-    for_each_tile(g, [&](const TileView& t) {
-      for (int64_t i = 0; i < g.m; ++i) {
-        const T* row = weight + (t.tile * g.m + i) * g.P;
-        const int32_t of = static_cast<int32_t>(slot_group[t.tile * g.m + i]);
-        for (int64_t a = 0; a < t.rows; ++a) {
-          for (int64_t c = 0; c < t.cols; ++c) {
-            const int64_t pixel = (t.y0 + a) * g.W + t.x0 + c;
-            const T w = row[a * g.tw + c];
-            const int32_t k = count[pixel];
-            group[pixel * g.m + k] = of;
-            value[pixel * g.m + k] = w;
-            count[pixel] = k + (w != T(0));
+    for_each_tile(g, [&](const TileView& t) {  // the tiles cover every pixel once
+      const T* tile_weight = weight + t.tile * g.m * g.P;
+      const int64_t* groups = slot_group + t.tile * g.m;
+      for (int64_t a = 0; a < t.rows; ++a) {
+        for (int64_t c = 0; c < t.cols; ++c) {
+          const int64_t pixel = (t.y0 + a) * g.W + t.x0 + c, position = a * g.tw + c;
+          int32_t* pixel_group = group.data() + pixel * g.m;
+          T* pixel_value = value.data() + pixel * g.m;
+          int32_t k = 0;
+          for (int64_t i = 0; i < g.m; ++i) {
+            const T w = tile_weight[i * g.P + position];
+            pixel_group[k] = static_cast<int32_t>(groups[i]);
+            pixel_value[k] = w;
+            k += (w != T(0));
           }
+          count[pixel] = k;
         }
       }
     });

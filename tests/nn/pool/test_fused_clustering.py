@@ -47,7 +47,7 @@ def both_paths(module, x):
 @settings(max_examples=50, deadline=None)
 @given(b=st.integers(1, 3), c=st.integers(1, 20), h=st.integers(2, 24), w=st.integers(2, 24),
        density=st.sampled_from([1 / 64, 1 / 16, 1 / 4]),
-       candidates=st.integers(1, 12), tile=st.sampled_from([None, 1, (2, 3), (5, 4)]),
+       candidates=st.integers(1, 20), tile=st.sampled_from([None, 1, (2, 3), (5, 4)]),
        iterations=st.integers(0, 3), weights=st.sampled_from(["softmax", "paper"]),
        rule=st.sampled_from(DIRECTION_RULES), cancel=st.booleans(),
        threshold=st.sampled_from([1e-7, 0.5]), embed=st.sampled_from([None, 4]),
