@@ -1,20 +1,20 @@
-r"""The per-direction feature transforms of HG-Conv, :math:`X W_\delta` for all
-nine directions at once (paper, Eq. 2).
+r"""The node features times a stack of K transforms, :math:`X W_k` for every k at
+once: HG-Conv's nine per-direction transforms (paper, Eq. 2) and SplineConv's K
+kernels.
 
-:func:`direction_products` returns them stacked direction-major, the rows the
-layer's sparse ``[N, 9 N]`` aggregation reads. Outside autograd, on CPU, in
-float32 and for products large enough (unless ``torch.backends.mkldnn`` is
-disabled), it runs as one oneDNN matrix product of ``X`` with the nine transforms
-side by side (``torch.ops.mkldnn._linear_pointwise``), which on the AVX-512
-machine the project is measured on outran the batched (MKL) product of
-``torch.matmul``, the direction-major copy included (``python -m
-benchmarks.hgconv_perf`` times the module). Everywhere else (autograd, other
-devices and dtypes, small products, builds without oneDNN, tracing) it is
-``torch.matmul``.
+:func:`stacked_products` returns them stacked kernel-major, the rows the layers'
+sparse ``[N, K N]`` aggregations read. Outside autograd, on CPU, in float32 and
+for products large enough (unless ``torch.backends.mkldnn`` is disabled), it runs
+as one oneDNN matrix product of ``X`` with the K transforms side by side
+(``torch.ops.mkldnn._linear_pointwise``), which on the AVX-512 machine the project
+is measured on outran the batched (MKL) product of ``torch.matmul``, the
+kernel-major copy included (``python -m benchmarks.hgconv_perf`` times the HG-Conv
+module). Everywhere else (autograd, other devices and dtypes, small products,
+builds without oneDNN, tracing) it is ``torch.matmul``.
 
-The weight is read as a ``[9 C_out, C_in]`` matrix: a view where the parameter
-is stored ``(direction, out, in)`` in memory (:func:`direction_major_empty`),
-else a copy.
+The weight is read as a ``[K C_out, C_in]`` matrix: a view where the parameter is
+stored ``(kernel, out, in)`` in memory (:func:`kernel_major_empty`, HGConv's
+storage), else a copy (FusedSplineConv keeps PyG's storage).
 """
 from __future__ import annotations
 
@@ -36,16 +36,16 @@ def onednn_linear_available() -> bool:
 _ONEDNN = onednn_linear_available()
 
 
-def direction_major_empty(directions: int, in_channels: int, out_channels: int,
-                          **kwargs) -> Tensor:
-    """An uninitialised ``[directions, in_channels, out_channels]`` tensor stored
-    ``(direction, out, in)`` in memory, so that :func:`direction_products` reads it
-    as a ``[directions * out_channels, in_channels]`` matrix without a copy."""
-    return torch.empty(directions, out_channels, in_channels, **kwargs).transpose(1, 2)
+def kernel_major_empty(kernels: int, in_channels: int, out_channels: int,
+                       **kwargs) -> Tensor:
+    """An uninitialised ``[kernels, in_channels, out_channels]`` tensor stored
+    ``(kernel, out, in)`` in memory, so that :func:`stacked_products` reads it as a
+    ``[kernels * out_channels, in_channels]`` matrix without a copy."""
+    return torch.empty(kernels, out_channels, in_channels, **kwargs).transpose(1, 2)
 
 
 def runs_onednn(x: Tensor, weight: Tensor) -> bool:
-    """Whether :func:`direction_products` takes the oneDNN product for these operands."""
+    """Whether :func:`stacked_products` takes the oneDNN product for these operands."""
     if not _ONEDNN or not torch.backends.mkldnn.enabled:
         return False
     if x.device.type != "cpu" or x.dim() != 2:
@@ -59,22 +59,22 @@ def runs_onednn(x: Tensor, weight: Tensor) -> bool:
     return x.numel() > 0 and x.size(0) * weight.numel() >= ONEDNN_MIN_MACS
 
 
-def direction_products(x: Tensor, weight: Tensor) -> Tensor:
-    r""":math:`X W_\delta` for every direction :math:`\delta`, stacked direction-major.
+def stacked_products(x: Tensor, weight: Tensor) -> Tensor:
+    r""":math:`X W_k` for every transform :math:`W_k` of a stack, stacked kernel-major.
 
     Args:
         x: node features ``[N, C_in]``.
-        weight: the transforms ``[9, C_in, C_out]`` (any memory layout).
+        weight: the transforms ``[K, C_in, C_out]`` (any memory layout).
 
     Returns:
-        ``[9 N, C_out]``: row ``t N + j`` is :math:`x_j W_t`. Differentiable in
+        ``[K N, C_out]``: row ``k N + j`` is :math:`x_j W_k`. Differentiable in
         both operands (the oneDNN path only runs where no gradient is needed).
     """
-    directions, in_channels, out_channels = weight.shape
+    kernels, in_channels, out_channels = weight.shape
     num_nodes = x.size(0)
     if not runs_onednn(x, weight):
-        return torch.matmul(x, weight).view(directions * num_nodes, out_channels)
-    stacked = weight.transpose(1, 2).reshape(directions * out_channels, in_channels)
+        return torch.matmul(x, weight).reshape(kernels * num_nodes, out_channels)
+    stacked = weight.transpose(1, 2).reshape(kernels * out_channels, in_channels)
     out = torch.ops.mkldnn._linear_pointwise(x.contiguous(), stacked, None, "none", [], "")
-    return out.view(num_nodes, directions, out_channels).transpose(0, 1).reshape(
-        directions * num_nodes, out_channels)
+    return out.view(num_nodes, kernels, out_channels).transpose(0, 1).reshape(
+        kernels * num_nodes, out_channels)

@@ -1,6 +1,6 @@
-"""The per-direction transforms of ``pyg_hgconv.utils.dense`` against a loop of
-plain products, on both paths (oneDNN and ``torch.matmul``), with gradients, and
-the direction-major storage of HGConv's weight."""
+"""The stacked transforms of ``pyg_hgconv.utils.dense`` against a loop of plain
+products, on both paths (oneDNN and ``torch.matmul``), for stacks of any size, with
+gradients, and the kernel-major storage of HGConv's weight."""
 import pytest
 import torch
 from hypothesis import given, settings
@@ -8,20 +8,20 @@ from hypothesis import strategies as st
 
 from pyg_hgconv import HGConv
 from pyg_hgconv.utils import dense
-from pyg_hgconv.utils.dense import direction_major_empty, direction_products, runs_onednn
+from pyg_hgconv.utils.dense import kernel_major_empty, runs_onednn, stacked_products
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Row t N + j is x_j W_t, one direction at a time, in float64."""
+    """Row k N + j is x_j W_k, one transform at a time, in float64."""
     return torch.cat([x.double() @ weight[t].double() for t in range(weight.size(0))])
 
 
-def operands(seed, num_nodes, in_channels, out_channels, direction_major, dtype):
+def operands(seed, num_nodes, in_channels, out_channels, kernel_major, dtype, kernels=9):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(num_nodes, in_channels, generator=g).to(dtype)
-    values = torch.randn(9, in_channels, out_channels, generator=g).to(dtype)
-    if direction_major:
-        weight = direction_major_empty(9, in_channels, out_channels, dtype=dtype)
+    values = torch.randn(kernels, in_channels, out_channels, generator=g).to(dtype)
+    if kernel_major:
+        weight = kernel_major_empty(kernels, in_channels, out_channels, dtype=dtype)
         weight.copy_(values)
     else:
         weight = values
@@ -37,14 +37,14 @@ def onednn_always(monkeypatch):
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), num_nodes=st.integers(0, 40),
        in_channels=st.integers(1, 24), out_channels=st.integers(1, 24),
-       direction_major=st.booleans())
-def test_products_match_one_direction_at_a_time(seed, num_nodes, in_channels, out_channels,
-                                                direction_major):
-    x, weight = operands(seed, num_nodes, in_channels, out_channels, direction_major,
-                         torch.float32)
+       kernel_major=st.booleans(), kernels=st.integers(1, 27))
+def test_products_match_one_transform_at_a_time(seed, num_nodes, in_channels, out_channels,
+                                                kernel_major, kernels):
+    x, weight = operands(seed, num_nodes, in_channels, out_channels, kernel_major,
+                         torch.float32, kernels)
     with torch.no_grad():
-        got = direction_products(x, weight)
-    assert got.shape == (9 * num_nodes, out_channels)
+        got = stacked_products(x, weight)
+    assert got.shape == (kernels * num_nodes, out_channels)
     torch.testing.assert_close(got.double(), reference(x, weight), rtol=1e-5, atol=1e-5)
 
 
@@ -52,16 +52,16 @@ def test_products_match_one_direction_at_a_time(seed, num_nodes, in_channels, ou
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), num_nodes=st.integers(1, 40),
        in_channels=st.integers(1, 24), out_channels=st.integers(1, 24),
-       direction_major=st.booleans())
-def test_onednn_path_matches_one_direction_at_a_time(seed, num_nodes, in_channels,
-                                                     out_channels, direction_major):
-    x, weight = operands(seed, num_nodes, in_channels, out_channels, direction_major,
-                         torch.float32)
+       kernel_major=st.booleans(), kernels=st.integers(1, 27))
+def test_onednn_path_matches_one_transform_at_a_time(seed, num_nodes, in_channels,
+                                                     out_channels, kernel_major, kernels):
+    x, weight = operands(seed, num_nodes, in_channels, out_channels, kernel_major,
+                         torch.float32, kernels)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(dense, "ONEDNN_MIN_MACS", 0)
         with torch.no_grad():
             assert runs_onednn(x, weight)
-            got = direction_products(x, weight)
+            got = stacked_products(x, weight)
     assert got.is_contiguous()
     torch.testing.assert_close(got.double(), reference(x, weight), rtol=1e-5, atol=1e-5)
 
@@ -71,7 +71,7 @@ def test_gradients_take_the_differentiable_path(onednn_always):
     x.requires_grad_()
     weight.requires_grad_()
     assert not runs_onednn(x, weight)
-    torch.autograd.gradcheck(direction_products, (x, weight))
+    torch.autograd.gradcheck(stacked_products, (x, weight))
 
 
 def test_what_takes_the_onednn_path(onednn_always):
@@ -88,7 +88,7 @@ def test_what_takes_the_onednn_path(onednn_always):
     assert not runs_onednn(x.requires_grad_(), weight)  # autograd needs the graph
 
 
-def test_hgconv_weight_is_stored_direction_major_and_drawn_as_before():
+def test_hgconv_weight_is_stored_kernel_major_and_drawn_as_before():
     torch.manual_seed(0)
     layer = HGConv(6, 5)
     torch.manual_seed(0)

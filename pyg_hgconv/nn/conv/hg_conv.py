@@ -12,7 +12,7 @@ from torch_geometric.nn.inits import zeros
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, to_edge_index
 
-from pyg_hgconv.utils.dense import direction_major_empty, direction_products
+from pyg_hgconv.utils.dense import kernel_major_empty, stacked_products
 from pyg_hgconv.utils.directions import NUM_DIRECTIONS
 from pyg_hgconv.utils.sparse import HALF_DTYPES, coalesced_csr, csr_matmul, no_autocast
 
@@ -214,8 +214,8 @@ class HGConv(MessagePassing):
         self.normalize = normalize
 
         if in_channels > 0:
-            self.weight = Parameter(direction_major_empty(NUM_DIRECTIONS, in_channels,
-                                                          out_channels))
+            self.weight = Parameter(kernel_major_empty(NUM_DIRECTIONS, in_channels,
+                                                       out_channels))
         else:
             self.weight = UninitializedParameter()
             self._hook = self.register_forward_pre_hook(self.initialize_parameters)
@@ -247,10 +247,9 @@ class HGConv(MessagePassing):
             x = input[0]
             self.in_channels = x.size(-1)
             self.weight.materialize((NUM_DIRECTIONS, self.in_channels, self.out_channels))
-            self.weight.data = direction_major_empty(NUM_DIRECTIONS, self.in_channels,
-                                                     self.out_channels,
-                                                     dtype=self.weight.dtype,
-                                                     device=self.weight.device)
+            self.weight.data = kernel_major_empty(NUM_DIRECTIONS, self.in_channels,
+                                                  self.out_channels, dtype=self.weight.dtype,
+                                                  device=self.weight.device)
             self._init_weight()
         module._hook.remove()
         delattr(module, "_hook")
@@ -355,7 +354,7 @@ class HGConv(MessagePassing):
                     edge_index, edge_type, edge_weight, num_nodes, self.normalize, x.dtype),
                     size=(num_nodes * NUM_DIRECTIONS, num_nodes))
         # X W_delta for all nine directions at once: [9 N, C_out], direction-major
-        x_dir = direction_products(x, self.weight)
+        x_dir = stacked_products(x, self.weight)
         if kwargs:
             out = self.propagate(adjacency, x=(x_dir, None), **kwargs)
         else:  # the sparse product in the matrix's dtype (float32 for half inputs)

@@ -44,6 +44,7 @@ from torch_geometric.typing import OptPairTensor
 from torch_geometric.utils import scatter
 from torch_geometric.utils.repeat import repeat
 
+from pyg_hgconv.utils.dense import stacked_products
 from pyg_hgconv.utils.sparse import SparsePattern
 
 #: degrees of the B-spline basis that torch-spline-conv implements
@@ -203,8 +204,8 @@ class FusedSplineConv(MessagePassing):
         basis, index = spline_basis(edge_attr, self.kernel_size, self.is_open_spline,
                                     self.degree)
         if self.uses_fused_aggregation():
-            # X W_k for all K kernels at once: [K, N_s, C_out] viewed as [K N_s, C_out]
-            x_kernels = torch.matmul(x_src, self.weight).reshape(self.K * num_src, -1)
+            # X W_k for all K kernels at once: [K N_s, C_out], kernel-major
+            x_kernels = stacked_products(x_src, self.weight)
             out = self._fused(x_kernels, edge_index, basis, index, num_src, num_dst)
         else:
             out = self.propagate(edge_index, x=(x_src, x_dst), basis=basis,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pyg_hgconv import grid_graph
 from pyg_hgconv.nn.conv.registry import build_conv, get_conv
 from pyg_hgconv.nn.conv.spline_conv import FusedSplineConv, spline_basis
+from pyg_hgconv.utils import dense
 
 torch_spline_conv = pytest.importorskip("torch_spline_conv")
 from torch_geometric.nn import SplineConv  # noqa: E402
@@ -79,6 +80,24 @@ def test_per_edge_path_agrees_with_the_fused_one():
     fused.fused_aggregation = False  # the message path (what explain mode and torch.compile take)
     assert not fused.uses_fused_aggregation()
     torch.testing.assert_close(fused(x, edge_index, pseudo), expected)
+
+
+def test_onednn_products_give_pyg_outputs(monkeypatch):
+    """In eval without gradients the K kernels' products take oneDNN's path
+    (pyg_hgconv.utils.dense); the layer still computes PyG's function."""
+    if not dense.onednn_linear_available():
+        pytest.skip("no oneDNN in this build")
+    monkeypatch.setattr(dense, "ONEDNN_MIN_MACS", 0)
+    torch.manual_seed(0)
+    reference = SplineConv(6, 5, dim=2, kernel_size=5, aggr="add")
+    fused = FusedSplineConv(6, 5, dim=2, kernel_size=5, aggr="add")
+    fused.load_state_dict(reference.state_dict())
+    edge_index, pseudo, x = torch.randint(0, 9, (2, 40)), torch.rand(40, 2), torch.randn(9, 6)
+    with torch.no_grad():
+        assert fused.uses_fused_aggregation() and dense.runs_onednn(x, fused.weight)
+        out = fused(x, edge_index, pseudo)
+        expected = reference(x, edge_index, pseudo)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_registry_builds_either_implementation_with_the_same_function():
