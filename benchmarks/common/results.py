@@ -592,7 +592,9 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     ``slic_backend`` (its SLIC iterations where no gradient is needed) and
     ``slic_fallback_reason``, ``clustering_backend`` (its whole clustering after
     the centre sampling in one op where no gradient is needed) and
-    ``clustering_fallback_reason``, ``seed``,
+    ``clustering_fallback_reason``, ``products_backend`` (HGConv's and
+    FusedSplineConv's stacked transforms outside autograd: ``"onednn"`` or
+    ``"matmul"``), ``products_fallback_reason`` and ``products_onednn_min_macs``, ``seed``,
     ``git_commit`` (``None`` outside a git checkout or before the first commit),
     ``git_dirty`` (uncommitted changes to tracked files) and ``utc_time``.
     """
@@ -601,6 +603,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
     from pyg_hgconv.nn.pool.fused_adjacency import backend_info as adjacency_backend
     from pyg_hgconv.nn.pool.fused_clustering import backend_info as clustering_backend
     from pyg_hgconv.nn.pool.fused_slic import backend_info as slic_backend
+    from pyg_hgconv.utils.dense import backend_info as products_backend
     from tvconv.fused import backend_info
 
     commit = _git("rev-parse", "HEAD")
@@ -626,6 +629,7 @@ def environment_info(seed: int, threads: int) -> dict[str, Any]:
         **adjacency_backend(),
         **slic_backend(),
         **clustering_backend(),
+        **products_backend(),
         "seed": int(seed),
         "git_commit": commit or None,
         "git_dirty": None if status is None else bool(status),

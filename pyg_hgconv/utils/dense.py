@@ -36,6 +36,21 @@ def onednn_linear_available() -> bool:
 _ONEDNN = onednn_linear_available()
 
 
+def backend_info() -> dict[str, str | int | None]:
+    """What the benchmarks record: the library of the large products outside
+    autograd on CPU (``"onednn"``, or ``"matmul"`` where this build lacks oneDNN's
+    linear kernel or ``torch.backends.mkldnn`` is disabled), why not oneDNN, and
+    the multiply-adds from which a product takes it."""
+    if not _ONEDNN:
+        reason = "this PyTorch build has no oneDNN linear kernel"
+    elif not torch.backends.mkldnn.enabled:
+        reason = "torch.backends.mkldnn is disabled"
+    else:
+        reason = None
+    return {"products_backend": "matmul" if reason else "onednn",
+            "products_fallback_reason": reason, "products_onednn_min_macs": ONEDNN_MIN_MACS}
+
+
 def kernel_major_empty(kernels: int, in_channels: int, out_channels: int,
                        **kwargs) -> Tensor:
     """An uninitialised ``[kernels, in_channels, out_channels]`` tensor stored

@@ -88,6 +88,17 @@ def test_what_takes_the_onednn_path(onednn_always):
     assert not runs_onednn(x.requires_grad_(), weight)  # autograd needs the graph
 
 
+def test_backend_info_names_the_path_large_products_take():
+    x, weight = operands(0, 512, 32, 32, True, torch.float32)  # 4.7M multiply-adds
+    with torch.no_grad():
+        info = dense.backend_info()
+        assert (info["products_backend"] == "onednn") == runs_onednn(x, weight)
+        assert info["products_onednn_min_macs"] == dense.ONEDNN_MIN_MACS
+        with torch.backends.mkldnn.flags(enabled=False):
+            off = dense.backend_info()
+            assert off["products_backend"] == "matmul" and off["products_fallback_reason"]
+
+
 def test_hgconv_weight_is_stored_kernel_major_and_drawn_as_before():
     torch.manual_seed(0)
     layer = HGConv(6, 5)

@@ -252,11 +252,14 @@ def test_environment_info_fields():
     for key in ("python", "torch", "torch_geometric", "torch_scatter", "torch_sparse",
                 "torch_spline_conv", "torch_cluster", "numpy", "platform", "cpu",
                 "logical_cores", "torch_threads", "seed", "git_commit", "utc_time",
-                "adjacency_backend", "slic_backend", "clustering_backend"):
+                "adjacency_backend", "slic_backend", "clustering_backend",
+                "products_backend", "products_onednn_min_macs"):
         assert key in env
     assert (env["slic_fallback_reason"] is None) == (env["slic_backend"] == "fused")
     assert ((env["clustering_fallback_reason"] is None)
             == (env["clustering_backend"] == "fused"))
+    assert ((env["products_fallback_reason"] is None)
+            == (env["products_backend"] == "onednn"))
     assert env["seed"] == 3 and env["threads"] == 1
     assert env["logical_cores"] == os.cpu_count()
     json.dumps(env)  # JSON-able
