@@ -124,7 +124,7 @@ struct Workspace {
   std::vector<int64_t> nearest_dist;  // [Pp]
   std::vector<int64_t> centre_y;      // [K]
   std::vector<int64_t> centre_x;      // [K]
-  std::vector<int64_t> order;         // [H]: the next free place of every row
+  std::vector<int64_t> row_fill;      // [H]: the next free place of every row
   std::vector<KeyVec::type> best_keys;  // [ceil(m / 8)]: the best (distance, centre) keys
   std::vector<int64_t> row_start;     // [H + 1]: the centres of every row
   std::vector<int64_t> by_row;        // [K]
@@ -147,7 +147,7 @@ struct Workspace {
         origins(s.tiles * s.Dc), fallback(s.K * s.Dc), weight(s.tiles * s.m * s.Pp),
         slot_centre(s.tiles * s.m), local_y(s.Pp), local_x(s.Pp), coordinate_rows(2 * s.Pp),
         nearest(s.Pp), nearest_dist(s.Pp), centre_y(s.K), centre_x(s.K),
-        order(s.H), best_keys((s.m + KeyVec::lanes - 1) / KeyVec::lanes), row_start(s.H + 1),
+        row_fill(s.H), best_keys((s.m + KeyVec::lanes - 1) / KeyVec::lanes), row_start(s.H + 1),
         by_row(s.K), centre_mass(s.K), new_id(s.K), sums(s.K * 3) {}
 };
 
@@ -214,7 +214,7 @@ void cluster_image(const Sizes& s, const T* embedding, bool embedding_channels_l
   }
   for (int64_t r = 0; r < g.H; ++r) row_start[r + 1] += row_start[r];
   {
-    int64_t* fill = ws.order.data();  // next free place of every row
+    int64_t* fill = ws.row_fill.data();  // next free place of every row
     std::copy(row_start, row_start + g.H, fill);
     for (int64_t k = 0; k < K; ++k) by_row[fill[cy[k]]++] = k;
   }
