@@ -85,7 +85,12 @@ def stacked_products(x: Tensor, weight: Tensor) -> Tensor:
         ``[K N, C_out]``: row ``k N + j`` is :math:`x_j W_k`. Differentiable in
         both operands (the oneDNN path only runs where no gradient is needed).
     """
+    if weight.dim() != 3:
+        raise ValueError(f"'weight' must be [K, C_in, C_out] (got shape {tuple(weight.shape)})")
     kernels, in_channels, out_channels = weight.shape
+    if x.dim() != 2 or x.size(1) != in_channels:
+        raise ValueError(f"'x' must be [N, C_in] with C_in = {in_channels} as in 'weight' "
+                         f"(got shape {tuple(x.shape)})")
     num_nodes = x.size(0)
     if not runs_onednn(x, weight):
         return torch.matmul(x, weight).reshape(kernels * num_nodes, out_channels)

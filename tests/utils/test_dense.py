@@ -88,6 +88,18 @@ def test_what_takes_the_onednn_path(onednn_always):
     assert not runs_onednn(x.requires_grad_(), weight)  # autograd needs the graph
 
 
+def test_bad_operands_name_the_argument():
+    x, weight = operands(0, 5, 4, 3, True, torch.float32)
+    with pytest.raises(ValueError, match="'weight' must be \\[K, C_in, C_out\\]"):
+        stacked_products(x, weight[0])
+    with pytest.raises(ValueError, match="'x' must be \\[N, C_in\\] with C_in = 4"):
+        stacked_products(x[:, :3], weight)
+    with pytest.raises(ValueError, match="'x' must be"):
+        stacked_products(x.unsqueeze(0), weight)
+    # no nodes: an empty stack of rows, finite by construction
+    assert stacked_products(x[:0], weight).shape == (0, 3)
+
+
 def test_backend_info_names_the_path_large_products_take():
     x, weight = operands(0, 512, 32, 32, True, torch.float32)  # 4.7M multiply-adds
     with torch.no_grad():
