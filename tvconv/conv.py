@@ -79,7 +79,7 @@ class TVConv(nn.Module):
     per size in eval mode, most recent size only). At the native size the
     path is exactly the plain one.
 
-    **Speed.** On CPU, float32/float64, every path (training, cached eval,
+    **Speed.** On CPU, float32/float64/bfloat16, every path (training, cached eval,
     ``torch.compile``) runs the fused kernel :func:`tvconv.fused.per_pixel_conv`
     when it is built (``make``): one pass over the input, vectorised over channels
     for ``channels_last`` inputs (kept as such, as for ``nn.Conv2d(groups=c)``) or

@@ -91,10 +91,116 @@ def test_contiguous_planes_run_flattened(size, kernel_size, stride):
 
 
 def test_fallback_for_other_dtypes_is_the_pytorch_path():
-    x, w, b = per_pixel_case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.bfloat16)
+    x, w, b = per_pixel_case(2, 3, 5, 5, 3, 2, True, False, seed=1, dtype=torch.float16)
     assert not fused.fused_applies(x)
     torch.testing.assert_close(fused.per_pixel_conv(x, w, b, stride=2),
                                translation_variant_conv(x, w, b, stride=2))
+
+
+def assert_rounded_once(got: torch.Tensor, expected: torch.Tensor, scale: torch.Tensor) -> None:
+    """``got`` (bfloat16) is ``expected`` (the exact sum, float64) summed in float32 and
+    rounded to nearest once: within half a bfloat16 ulp (at most 2^-8 relative) plus the
+    float32 accumulation error, bounded by ``scale`` (the sum of the terms' magnitudes).
+    Truncation, or a second rounding, misses the bound."""
+    assert got.dtype == torch.bfloat16
+    finite = torch.isfinite(expected)
+    assert torch.equal(torch.isnan(got), torch.isnan(expected))
+    assert torch.equal(got.double()[~finite & ~torch.isnan(expected)],
+                       expected[~finite & ~torch.isnan(expected)])  # the infinities
+    err = (got.double() - expected).abs()[finite]
+    assert bool((err <= 2.0 ** -8 * expected.abs()[finite] + 1e-5 * scale[finite]).all()), \
+        float((err / expected.abs()[finite].clamp_min(1e-30)).max())
+
+
+def _double(t):
+    return None if t is None else t.double()
+
+
+@needs_kernels
+@settings(max_examples=60, deadline=None)
+@given(per_pixel_shapes(min_batch=0, max_channels=40))
+def test_bfloat16_is_the_float32_sum_rounded_once(case):
+    """bfloat16 runs in the channels-last kernel (contiguous maps included): its inputs
+    widened exactly, Eq. (2) summed in float32, each output rounded to nearest even."""
+    x, w, b = per_pixel_case(**case, dtype=torch.bfloat16)
+    stride = case["stride"]
+    assert fused.fused_applies(x) and fused.kernel_runs_channels_last(x, stride)
+    out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
+    fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=fmt)
+    expected = unfold_reference(x.double(), w.double(), _double(b), stride)
+    scale = unfold_reference(x.double().abs(), w.double().abs(),
+                             None if b is None else b.double().abs(), stride)
+    assert_rounded_once(out, expected, scale)
+    # the float32 kernel's result on the same (widened) inputs, rounded
+    widened = torch.ops.tvconv.per_pixel_conv(x.float(), w.float(), None if b is None
+                                              else b.float(), stride)
+    assert torch.equal(out, widened.bfloat16())
+
+
+@needs_kernels
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_keeps_nan_and_inf_and_rounds_to_inf(channels_last):
+    x, w, b = per_pixel_case(2, 37, 6, 7, 3, 1, True, channels_last, seed=5,
+                             dtype=torch.bfloat16)
+    x[0, 3, 2, 2] = -float("nan")
+    x[1, 30, 4, 5] = float("inf")
+    big = torch.finfo(torch.bfloat16).max
+    x[0, 20], w[20], b[20] = big, 1.0, 0.0  # a finite float32 sum that rounds to inf
+    out = torch.ops.tvconv.per_pixel_conv(x, w, b, 1)
+    expected = unfold_reference(x.double(), w.double(), b.double(), 1)
+    expected[0, 20] = float("inf")  # above the largest bfloat16 + half an ulp
+    scale = unfold_reference(x.double().abs(), w.double().abs(), b.double().abs(), 1)
+    assert_rounded_once(out, expected, scale)
+    assert torch.isnan(out[0, 3, 1:4, 1:4]).all() and torch.isinf(out[1, 30, 3:6, 4:7]).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_backward_is_float32_rounded_once(stride, channels_last):
+    x, w, b = per_pixel_case(3, 21, 9, 40, 3, stride, True, channels_last, seed=7,
+                             dtype=torch.bfloat16)
+    inputs = [t.requires_grad_() for t in (x, w, b)]
+    out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).bfloat16()
+    got = torch.autograd.grad(out, inputs, grad)
+    wide = [t.detach().float().requires_grad_() for t in inputs]
+    out32 = torch.ops.tvconv.per_pixel_conv(*wide, stride)
+    want32 = torch.autograd.grad(out32, wide, grad.float())
+    for g_got, g_want, t in zip(got, want32, inputs, strict=True):
+        assert g_got.dtype == torch.bfloat16 and g_got.shape == t.shape
+        assert torch.equal(g_got, g_want.bfloat16())
+    # and against the float64 reference
+    wide64 = [t.detach().double().requires_grad_() for t in inputs]
+    want64 = torch.autograd.grad(unfold_reference(*wide64, stride), wide64, grad.double())
+    for g_got, g_want in zip(got, want64, strict=True):
+        torch.testing.assert_close(g_got.double(), g_want, rtol=2 ** -7, atol=1e-4)
+    torch.library.opcheck(torch.ops.tvconv.per_pixel_conv.default, (*inputs, stride))
+
+
+@needs_kernels
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bfloat16_layer_runs_the_fused_op(channels_last):
+    torch.manual_seed(2)
+    layer = TVConv(24, size=(6, 5), hidden_channels=8, hidden_layers=1, bias=True)
+    with torch.no_grad():
+        layer.affinity_maps.normal_()
+    layer = layer.bfloat16()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 24, 6, 5).bfloat16().contiguous(memory_format=fmt).requires_grad_()
+    out = layer(x)  # training: generated channels-innermost, through the fused op
+    weight, bias = layer.generate()
+    expected = unfold_reference(x.double(), weight.double(), bias.double(), 1)
+    torch.testing.assert_close(out.double(), expected, rtol=2 ** -7, atol=1e-3)
+    out.float().square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
+    layer.eval()
+    with torch.no_grad():
+        cached = layer(x.detach())
+        torch.testing.assert_close(cached.double(), expected, rtol=2 ** -7, atol=1e-3)
+        frozen = strip_generators(layer)(x.detach())
+    assert torch.equal(frozen, cached) and cached.dtype == torch.bfloat16
 
 
 def test_bad_input_is_named():

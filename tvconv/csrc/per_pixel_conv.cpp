@@ -15,17 +15,23 @@
 // as its weight generator produces them channels-last in training.
 // The backward computes the gradients of the input and of the per-pixel kernels
 // (the bias gradient, a sum over the batch, is left to the caller).
+// float32 and float64 throughout; bfloat16 forward through the channels-last kernel
+// (read widened to float, accumulated in float, rounded to nearest even once per
+// output, as c10::BFloat16 rounds), its backward in float32.
 //
 // Registered as tvconv::per_pixel_conv and tvconv::per_pixel_conv_backward; the
 // Python side (tvconv/fused.py) adds the fake (meta) kernels and the autograd formula.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 
 namespace {
 
@@ -131,6 +137,49 @@ struct Vec {
   static inline void store(T* p, type v) { __builtin_memcpy(p, &v, sizeof(v)); }
 };
 
+// How the channels-last forward reads and writes values of type T, a vector of Io<T>::V
+// at a time: float and double as they are; bfloat16 widened to float (exact) and
+// written back rounded to nearest even, so that a bfloat16 output is its float sum
+// rounded once. A NaN keeps its upper half: every NaN of the sum is one of the inputs'
+// (widened, so its lower half is zero) or the default NaN (likewise), and rounding a
+// zero lower half carries nothing into it.
+template <typename T>
+struct Io {
+  using Compute = T;
+  using V = Vec<T>;
+  static inline typename V::type load(const T* p) { return V::load(p); }
+  static inline void store(T* p, typename V::type v) { V::store(p, v); }
+};
+
+template <>
+struct Io<c10::BFloat16> {
+  using Compute = float;
+  using V = Vec<float>;
+  typedef uint16_t Halves __attribute__((vector_size(V::lanes * 2)));
+  typedef uint16_t Pairs __attribute__((vector_size(V::lanes * 4)));
+  typedef uint32_t Words __attribute__((vector_size(V::lanes * 4)));
+  // float i's low half from the zero vector, its high half the bfloat16 value: one shuffle
+  template <size_t... I>
+  static inline Pairs widen(Halves h, std::index_sequence<I...>) {
+    return __builtin_shufflevector(Halves{}, h, ((I % 2) ? V::lanes + I / 2 : I / 2)...);
+  }
+  static inline V::type load(const c10::BFloat16* p) {
+    Halves h;
+    __builtin_memcpy(&h, p, sizeof(h));
+    const Pairs w = widen(h, std::make_index_sequence<2 * V::lanes>{});
+    V::type v;
+    __builtin_memcpy(&v, &w, sizeof(v));
+    return v;
+  }
+  static inline void store(c10::BFloat16* p, V::type v) {
+    Words w;
+    __builtin_memcpy(&w, &v, sizeof(w));
+    const Words rounded = (w + 0x7FFFu + ((w >> 16) & 1u)) >> 16;
+    const Halves h = __builtin_convertvector(rounded, Halves);
+    __builtin_memcpy(p, &h, sizeof(h));
+  }
+};
+
 // The taps of one output pixel as pixel() reads them: their number, the per-pixel
 // kernel of tap t (channels innermost) and its input's offset.
 template <typename T>
@@ -161,26 +210,28 @@ struct InteriorTaps3x3 {  // all nine taps of a 3x3 kernel inside the image
 template <typename T, int64_t Images, typename Taps>
 inline void pixel(T* const* o, const T* const* x, const Taps& taps, const T* __restrict bias,
                   int64_t channels) {
-  using V = Vec<T>;
+  using IO = Io<T>;
+  using V = typename IO::V;
+  using C = typename IO::Compute;
   int64_t c0 = 0;
   for (; c0 + V::lanes <= channels; c0 += V::lanes) {
     typename V::type acc[Images];
-    const typename V::type init = bias ? V::load(bias + c0) : typename V::type{};
+    const typename V::type init = bias ? IO::load(bias + c0) : typename V::type{};
     for (int64_t n = 0; n < Images; ++n) acc[n] = init;
 #pragma GCC unroll 9
     for (int64_t t = 0; t < taps.count(); ++t) {
-      const typename V::type wv = V::load(taps.weight(t) + c0);
+      const typename V::type wv = IO::load(taps.weight(t) + c0);
       const int64_t off = taps.offset(t) + c0;
-      for (int64_t n = 0; n < Images; ++n) acc[n] += wv * V::load(x[n] + off);
+      for (int64_t n = 0; n < Images; ++n) acc[n] += wv * IO::load(x[n] + off);
     }
-    for (int64_t n = 0; n < Images; ++n) V::store(o[n] + c0, acc[n]);
+    for (int64_t n = 0; n < Images; ++n) IO::store(o[n] + c0, acc[n]);
   }
   for (; c0 < channels; ++c0) {
     for (int64_t n = 0; n < Images; ++n) {
-      T acc = bias ? bias[c0] : T(0);
+      C acc = bias ? C(bias[c0]) : C(0);
       for (int64_t t = 0; t < taps.count(); ++t)
-        acc += taps.weight(t)[c0] * x[n][taps.offset(t) + c0];
-      o[n][c0] = acc;
+        acc += C(taps.weight(t)[c0]) * C(x[n][taps.offset(t) + c0]);
+      o[n][c0] = T(acc);
     }
   }
 }
@@ -547,12 +598,12 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
   });
 }
 
-// Whether the forward runs forward_flat: contiguous maps at stride 1, and at stride 2
-// those whose input rows span two vectors or more or have an even width (narrow rows of
-// odd width, split into phases one by one, cost more than the transposes to the
-// channels-last kernel).
+// Whether the forward runs forward_flat: contiguous float32/float64 maps at stride 1,
+// and at stride 2 those whose input rows span two vectors or more or have an even width
+// (narrow rows of odd width, split into phases one by one, cost more than the
+// transposes to the channels-last kernel); bfloat16 always runs channels-last.
 bool runs_flat(const at::Tensor& x, const Geometry& g) {
-  return !use_channels_last(x) &&
+  return x.scalar_type() != at::kBFloat16 && !use_channels_last(x) &&
          (g.s == 1 || (g.s == 2 && (g.W * int64_t(x.element_size()) >= kFlatMinStridedRowBytes ||
                                     g.W % 2 == 0)));
 }
@@ -572,7 +623,7 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
     at::Tensor bl;
     if (bias.has_value()) bl = bias->permute({1, 2, 0}).contiguous();
     auto outl = at::empty({g.N, g.Ho, g.Wo, g.C}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "per_pixel_conv", [&] {
       forward_channels_last<scalar_t>(xl.data_ptr<scalar_t>(), wl.data_ptr<scalar_t>(),
                                       strides_of(wl),
                                       bias.has_value() ? bl.data_ptr<scalar_t>() : nullptr,
@@ -745,6 +796,12 @@ std::tuple<at::Tensor, at::Tensor> per_pixel_conv_backward(const at::Tensor& gra
   TORCH_CHECK(grad.sizes() == at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
               "per_pixel_conv_backward: 'grad' must be ", at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
               ", got ", grad.sizes());
+  if (x.scalar_type() == at::kBFloat16) {  // in float32, each gradient rounded once
+    auto [gx, gw] = per_pixel_conv_backward(grad.to(at::kFloat), x.to(at::kFloat),
+                                            weight.to(at::kFloat), stride, input_grad,
+                                            weight_grad);
+    return {gx.to(at::kBFloat16), gw.to(at::kBFloat16)};
+  }
   const bool last = use_channels_last(x) || g.Wo < kMinContiguousWidth;
   at::Tensor gx, gw;
   if (last) {
