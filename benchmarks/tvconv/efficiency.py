@@ -16,6 +16,9 @@ Five parts, measured in one run (CPU; all but ``training`` in eval mode under
                  :math:`k^2` times the input) then multiply and sum
   ``official``   the official inference path: generate every call + ``unfold``
   ``*_compiled`` ``torch.compile`` of ``native`` and ``cached`` (selected shapes)
+  ``*_bf16``     ``native`` and ``cached`` in bfloat16 (the same modules and
+                 input converted; the fused kernel sums in float32 and rounds
+                 once), reported against each other and against ``cached``
   ============== ==============================================================
 
   The implementations of one cell are timed in interleaved rounds (each round
@@ -86,9 +89,10 @@ from benchmarks.common.timing import (
 )
 
 NAME = "efficiency"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
-LAYER_IMPLS = ("native", "cached", "uncached", "unfold", "official")
+LAYER_IMPLS = ("native", "cached", "uncached", "unfold", "official", "native_bf16",
+               "cached_bf16")
 TRAINING_IMPLS = ("native", "tvconv", "generator", "apply", "dense")
 COMPILED_IMPLS = ("native_compiled", "cached_compiled")
 #: the per-layer goal: cached TVConv at most this many times native depthwise
@@ -233,6 +237,8 @@ def measure_layer(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[s
         layer.affinity_maps.normal_()
     native = native.to(memory_format=fmt)
     x = torch.randn(batch, channels, height, width).contiguous(memory_format=fmt)
+    native_bf16, layer_bf16 = copy.deepcopy(native).bfloat16(), copy.deepcopy(layer).bfloat16()
+    x_bf16 = x.bfloat16()  # keeps the memory format
 
     def uncached() -> Tensor:
         layer.clear_cache()
@@ -250,6 +256,12 @@ def measure_layer(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[s
         max_diff = max(float((uncached() - reference).abs().max()),
                        float((fns["unfold"]() - reference).abs().max()))
         layer(x)  # rebuild the cache dropped by uncached()
+        fns["native_bf16"] = lambda: native_bf16(x_bf16)
+        fns["cached_bf16"] = lambda: layer_bf16(x_bf16)
+        # the bfloat16 layer's own rounding (its kernels are generated in bfloat16 too),
+        # relative to the largest output
+        bf16_rel_diff = float((layer_bf16(x_bf16).float() - reference).abs().max()
+                              / reference.abs().max().clamp_min(1e-30))
         if cell["compile"]:
             _fresh_dynamo()
             native_c, layer_c = _compiled(native), _compiled(layer)
@@ -257,11 +269,13 @@ def measure_layer(cell: dict, schedule: EfficiencySchedule, seed: int) -> dict[s
             fns["native_compiled"] = lambda: native_c(x)
             fns["cached_compiled"] = lambda: layer_c(x)
         stats = interleaved_times(fns, schedule.layer_rounds, schedule.layer_round_s)
-    record: dict[str, Any] = {"max_abs_diff": max_diff}
+    record: dict[str, Any] = {"max_abs_diff": max_diff, "bf16_max_rel_diff": bf16_rel_diff}
     base = stats["native"]["ms"]
     for impl, s in stats.items():
         record[f"{impl}_ms"], record[f"{impl}_iqr_ms"] = s["ms"], s["iqr_ms"]
         record[f"{impl}_ratio"] = s["ms"] / base
+    record["cached_bf16_vs_native_bf16"] = stats["cached_bf16"]["ms"] / stats["native_bf16"]["ms"]
+    record["cached_bf16_vs_cached"] = stats["cached_bf16"]["ms"] / stats["cached"]["ms"]
     if cell["compile"]:
         record["cached_compiled_vs_native_compiled"] = (stats["cached_compiled"]["ms"]
                                                         / stats["native_compiled"]["ms"])
@@ -649,6 +663,14 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
                 ("official_ms", "official", ".2f"), ("official_ratio", "official/native",
                                                      ".0f"),
                 ("max_abs_diff", "max |diff|", ".1e"), ("load_1min", "load", ".1f")]),
+        "Per-layer forward time in bfloat16 (ms; TVConv's fused kernel sums in float32 "
+        "and rounds once)": markdown_table(parts["layer"], [
+            ("shape_name", "shape"), ("format", "format"), ("threads", "threads"),
+            ("native_bf16_ms", "native bf16", ".3f"), ("cached_bf16_ms", "cached bf16", ".3f"),
+            ("cached_bf16_vs_native_bf16", "cached bf16/native bf16", x_fmt),
+            ("native_bf16_ratio", "native bf16/native fp32", x_fmt),
+            ("cached_bf16_vs_cached", "cached bf16/cached fp32", x_fmt),
+            ("bf16_max_rel_diff", "max |diff| / max |out| vs fp32", ".1e")]),
         "One training step of one layer, forward + backward (ms; ratio to native "
         "depthwise, same format)": markdown_table(parts["training"], [
             ("shape_name", "shape"), ("format", "format"), ("threads", "threads"),
