@@ -7,12 +7,12 @@ r"""The fused CPU kernel of the per-pixel depthwise convolution (TVConv, Eq. 2) 
 ``tvconv/csrc/per_pixel_conv.cpp`` computes Eq. (2) in one pass over the input
 per output row, threaded over batch and rows and vectorised over channels
 (channels-last inputs) or width (contiguous inputs), for stride ``s >= 1``,
-float32, float64 and bfloat16, with and without the per-pixel bias. bfloat16 runs
-through the channels-last kernel, contiguous maps included: every value is
-widened to float32 (exactly), the sum of Eq. (2) is accumulated in float32 and
-rounded to nearest even once per output, so the result equals the float32 kernel's
-on the same inputs, rounded; its backward runs in float32 and rounds each
-gradient once. ``make`` builds it
+float32, float64 and bfloat16, with and without the per-pixel bias. bfloat16 is
+widened to float32 (exactly: the channels-last kernel as it reads, contiguous maps
+as float32 copies), the sum of Eq. (2) is accumulated in float32 and rounded to
+nearest even once per output, so the result equals the float32 kernel's on the
+same inputs, rounded; its backward runs in float32 and rounds each gradient once.
+``make`` builds it
 (``tools/build_kernels.py``) into ``tvconv/_lib``; it is registered as the
 PyTorch custom ops ``tvconv::per_pixel_conv`` / ``tvconv::per_pixel_conv_backward``,
 and this module adds their fake (meta) kernels for ``torch.compile`` and
@@ -60,12 +60,12 @@ def backend_info() -> dict[str, str | None]:
 
 def kernel_runs_channels_last(x: Tensor, stride: int) -> bool:
     """Whether the fused forward computes ``x`` channels-last (reading tap-major
-    ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last and bfloat16
-    inputs, and contiguous ones at a stride above 2, or at stride 2 with input rows of
-    odd width narrower than :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous
-    inputs run on their flattened (phase) planes, reading ``[C, k*k, H_out, W_out]``
-    kernels."""
-    if reads_channels_last(x) or x.dtype == torch.bfloat16:
+    ``(k*k, H_out, W_out, C)`` kernels without a copy): channels-last inputs, and
+    contiguous ones at a stride above 2, or at stride 2 with input rows of odd width
+    narrower than :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous inputs run
+    on their flattened (phase) planes, reading ``[C, k*k, H_out, W_out]`` kernels
+    (bfloat16 ones as float32 copies)."""
+    if reads_channels_last(x):
         return True
     width = x.shape[-1]
     return stride > 2 or (stride == 2 and width % 2 == 1

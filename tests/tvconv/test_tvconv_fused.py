@@ -79,14 +79,22 @@ def test_contiguous_planes_run_flattened(size, kernel_size, stride):
     pattern must match exactly); narrow even rows split into phases by whole vectors
     must leave no input of a later row where a phase plane ends."""
     height, width = size
-    for dtype in (torch.float32, torch.float64):
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
         for column, value in ((-1, float("inf")), (0, float("nan")), (1, float("inf"))):
             x, w, b = per_pixel_case(3, 5, height, width, kernel_size, stride, True, False,
                                      seed=width, dtype=dtype)
             x[:, :, :, column % width] = value  # what a wrapped read would meet
             out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
+            if dtype == torch.bfloat16:  # widened per task: the float32 result, rounded
+                wide = torch.ops.tvconv.per_pixel_conv(x.float(), w.float(), b.float(), stride)
+                torch.testing.assert_close(out, wide.bfloat16(), rtol=0, atol=0,
+                                           equal_nan=True)
+                x, w, b = x.double(), w.double(), b.double()
+                out = out.double()
             expected = unfold_reference(x, w, b, stride)
-            torch.testing.assert_close(out, expected, equal_nan=True)
+            torch.testing.assert_close(out, expected, equal_nan=True,
+                                       **({"rtol": 2 ** -7, "atol": 1e-2}
+                                          if dtype == torch.bfloat16 else {}))
             assert out.is_contiguous()
 
 
@@ -120,11 +128,11 @@ def _double(t):
 @settings(max_examples=60, deadline=None)
 @given(per_pixel_shapes(min_batch=0, max_channels=40))
 def test_bfloat16_is_the_float32_sum_rounded_once(case):
-    """bfloat16 runs in the channels-last kernel (contiguous maps included): its inputs
-    widened exactly, Eq. (2) summed in float32, each output rounded to nearest even."""
+    """bfloat16: its inputs widened exactly, Eq. (2) summed in float32, each output
+    rounded to nearest even (the channels-last kernel, or the flattened planes)."""
     x, w, b = per_pixel_case(**case, dtype=torch.bfloat16)
     stride = case["stride"]
-    assert fused.fused_applies(x) and fused.kernel_runs_channels_last(x, stride)
+    assert fused.fused_applies(x)
     out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
     fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
     assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=fmt)

@@ -15,9 +15,10 @@
 // as its weight generator produces them channels-last in training.
 // The backward computes the gradients of the input and of the per-pixel kernels
 // (the bias gradient, a sum over the batch, is left to the caller).
-// float32 and float64 throughout; bfloat16 forward through the channels-last kernel
-// (read widened to float, accumulated in float, rounded to nearest even once per
-// output, as c10::BFloat16 rounds), its backward in float32.
+// float32 and float64 throughout; bfloat16 forward summed in float32 and rounded to
+// nearest even once per output (as c10::BFloat16 rounds): the channels-last kernel
+// widens what it reads, forward_flat widens the planes of each task into float
+// buffers; its backward in float32.
 //
 // Registered as tvconv::per_pixel_conv and tvconv::per_pixel_conv_backward; the
 // Python side (tvconv/fused.py) adds the fake (meta) kernels and the autograd formula.
@@ -531,9 +532,41 @@ bool splits_narrow_plane_s2(const Geometry& g) {
 // inside and the rows beyond the image read zeros; the inputs of a tap that wrap to the
 // neighbouring row (column j + dv outside [0, Wo)) are masked to zero. Threaded over
 // (channel, group of images); every per-pixel kernel vector is loaded once for a group.
-template <typename T>
-void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restrict bias,
-                  T* __restrict out, const Geometry& g) {
+// The n values at src as Compute values: src itself where the storage is the compute
+// type, else (bfloat16) widened into scratch, padded by a vector of zeros.
+template <typename S>
+inline const typename Io<S>::Compute* widened(const S* src, int64_t n,
+                                              std::vector<typename Io<S>::Compute>& scratch) {
+  using C = typename Io<S>::Compute;
+  if constexpr (std::is_same_v<S, C>) {
+    return src;
+  } else {
+    using V = typename Io<S>::V;
+    if (static_cast<int64_t>(scratch.size()) < n + V::lanes) scratch.assign(n + V::lanes, C(0));
+    int64_t i = 0;
+    for (; i + V::lanes <= n; i += V::lanes) V::store(scratch.data() + i, Io<S>::load(src + i));
+    for (; i < n; ++i) scratch[i] = C(src[i]);
+    return scratch.data();
+  }
+}
+
+// dst[0, n) = src[0, n) rounded to the storage type S (bfloat16).
+template <typename S>
+inline void narrow_into(const typename Io<S>::Compute* src, int64_t n, S* dst) {
+  using V = typename Io<S>::V;
+  int64_t i = 0;
+  for (; i + V::lanes <= n; i += V::lanes) Io<S>::store(dst + i, V::load(src + i));
+  for (; i < n; ++i) dst[i] = S(src[i]);
+}
+
+// S: the storage type of x, w, bias and out; the planes are computed in Io<S>::Compute
+// (bfloat16: every task widens its input planes, and the kernels and bias of its
+// channel, into float buffers, and rounds its outputs once as it writes them).
+template <typename S>
+void forward_flat(const S* __restrict x_s, const S* __restrict w_s, const S* __restrict bias_s,
+                  S* __restrict out_s, const Geometry& g) {
+  using T = typename Io<S>::Compute;
+  constexpr bool kWide = !std::is_same_v<S, T>;
   if (g.N == 0 || g.C == 0) return;
   constexpr int64_t L = Vec<T>::lanes;
   const int64_t K = g.k * g.k, HW = g.H * g.W, HWo = g.Ho * g.Wo, p = g.p, s = g.s;
@@ -558,11 +591,13 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
   at::parallel_for(0, g.C * groups, 1, [&](int64_t begin, int64_t end) {
     // zeroed once: the margins and the phase positions outside the input stay zero
     std::vector<T> buf(group * image_stride, T(0));
+    std::vector<T> wide_plane, wide_w, wide_bias, wide_out;  // bfloat16 only
+    if (kWide) wide_out.assign(group * HWo + L, T(0));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c = task / groups, n0 = (task % groups) * group;
       const int64_t images = std::min(group, g.N - n0);
       for (int64_t n = 0; n < images; ++n) {
-        const T* plane = x + ((n0 + n) * g.C + c) * HW;
+        const T* plane = widened(x_s + ((n0 + n) * g.C + c) * HW, HW, wide_plane);
         T* image = buf.data() + n * image_stride + margin;
         if (s == 1) {  // the one phase plane is the plane
           copy_plane(plane, HW, image);
@@ -577,33 +612,45 @@ void forward_flat(const T* __restrict x, const T* __restrict w, const T* __restr
           split_row_s2(plane + row * g.W, g.W, even, even + phase_stride);
         }
       }
-      const T* wc = w + c * K * HWo;
-      const T* bc = bias ? bias + c * HWo : nullptr;
-      T* oc = out + (n0 * g.C + c) * HWo;
+      // a widened channel's planes are followed by a vector of zeros: never its last
+      const bool last_channel = !kWide && c == g.C - 1;
+      const T* wc = widened(w_s + c * K * HWo, K * HWo, wide_w);
+      const T* bc = bias_s ? widened(bias_s + c * HWo, HWo, wide_bias) : nullptr;
+      S* oc_s = out_s + (n0 * g.C + c) * HWo;
+      T* oc;
+      int64_t plane_stride;
+      if constexpr (kWide) {
+        oc = wide_out.data();
+        plane_stride = HWo;
+      } else {
+        oc = oc_s;
+        plane_stride = g.C * HWo;
+      }
       for (int64_t q = 0; q < HWo; q += L) {
         if (g.k == 3 && s == 1)
-          flat_chunk<T, 3, 1>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
-                              column.data(), q,
-                              oc, g.C * HWo, g);
+          flat_chunk<T, 3, 1>(buf.data(), image_stride, images, taps, wc, bc, last_channel,
+                              column.data(), q, oc, plane_stride, g);
         else if (g.k == 3 && s == 2)
-          flat_chunk<T, 3, 2>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
-                              column.data(), q,
-                              oc, g.C * HWo, g);
+          flat_chunk<T, 3, 2>(buf.data(), image_stride, images, taps, wc, bc, last_channel,
+                              column.data(), q, oc, plane_stride, g);
         else
-          flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, c == g.C - 1,
-                              column.data(), q,
-                              oc, g.C * HWo, g);
+          flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, last_channel,
+                              column.data(), q, oc, plane_stride, g);
+      }
+      if constexpr (kWide) {
+        for (int64_t n = 0; n < images; ++n)
+          narrow_into(wide_out.data() + n * HWo, HWo, oc_s + n * g.C * HWo);
       }
     }
   });
 }
 
-// Whether the forward runs forward_flat: contiguous float32/float64 maps at stride 1,
-// and at stride 2 those whose input rows span two vectors or more or have an even width
-// (narrow rows of odd width, split into phases one by one, cost more than the
-// transposes to the channels-last kernel); bfloat16 always runs channels-last.
+// Whether the forward runs forward_flat: contiguous maps at stride 1, and at stride 2
+// those whose input rows span two vectors or more or have an even width (narrow rows of
+// odd width, split into phases one by one, cost more than the transposes to the
+// channels-last kernel).
 bool runs_flat(const at::Tensor& x, const Geometry& g) {
-  return x.scalar_type() != at::kBFloat16 && !use_channels_last(x) &&
+  return !use_channels_last(x) &&
          (g.s == 1 || (g.s == 2 && (g.W * int64_t(x.element_size()) >= kFlatMinStridedRowBytes ||
                                     g.W % 2 == 0)));
 }
@@ -637,7 +684,7 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
     at::Tensor bc;
     if (bias.has_value()) bc = bias->contiguous();
     out = at::empty({g.N, g.C, g.Ho, g.Wo}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "per_pixel_conv", [&] {
       const scalar_t* b = bias.has_value() ? bc.data_ptr<scalar_t>() : nullptr;
       forward_flat<scalar_t>(xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(), b,
                              out.data_ptr<scalar_t>(), g);
