@@ -148,6 +148,7 @@ template <typename T>
 struct Io {
   using Compute = T;
   using V = Vec<T>;
+  static constexpr bool kPairs = false;  // see Io<c10::BFloat16>::load_pairs
   static inline typename V::type load(const T* p) { return V::load(p); }
   static inline void store(T* p, typename V::type v) { V::store(p, v); }
 };
@@ -173,11 +174,31 @@ struct Io<c10::BFloat16> {
     return v;
   }
   static inline void store(c10::BFloat16* p, V::type v) {
+    const Halves h = __builtin_convertvector(rounded_high(v) >> 16, Halves);
+    __builtin_memcpy(p, &h, sizeof(h));
+  }
+  // Two vectors of bfloat16 at a time, without a shuffle: the even channels
+  // (2i, the low halves of 32-bit words) shifted up, the odd ones (the high halves)
+  // masked; the sums of both are rounded and packed back into the words.
+  static constexpr bool kPairs = true;
+  static inline void load_pairs(const c10::BFloat16* p, V::type& even, V::type& odd) {
+    Words w;
+    __builtin_memcpy(&w, p, sizeof(w));
+    const Words e = w << 16, o = w & 0xFFFF0000u;
+    __builtin_memcpy(&even, &e, sizeof(even));
+    __builtin_memcpy(&odd, &o, sizeof(odd));
+  }
+  static inline void store_pairs(c10::BFloat16* p, V::type even, V::type odd) {
+    const Words w = (rounded_high(even) >> 16) | (rounded_high(odd) & 0xFFFF0000u);
+    __builtin_memcpy(p, &w, sizeof(w));
+  }
+
+ private:
+  // v rounded to nearest even at bit 16: its bfloat16 in the high half of every word
+  static inline Words rounded_high(V::type v) {
     Words w;
     __builtin_memcpy(&w, &v, sizeof(w));
-    const Words rounded = (w + 0x7FFFu + ((w >> 16) & 1u)) >> 16;
-    const Halves h = __builtin_convertvector(rounded, Halves);
-    __builtin_memcpy(p, &h, sizeof(h));
+    return w + 0x7FFFu + ((w >> 16) & 1u);
   }
 };
 
@@ -215,6 +236,29 @@ inline void pixel(T* const* o, const T* const* x, const Taps& taps, const T* __r
   using V = typename IO::V;
   using C = typename IO::Compute;
   int64_t c0 = 0;
+  if constexpr (IO::kPairs) {  // bfloat16: two vectors of channels, even and odd apart
+    for (; c0 + 2 * V::lanes <= channels; c0 += 2 * V::lanes) {
+      typename V::type even[Images], odd[Images], even0{}, odd0{};
+      if (bias) IO::load_pairs(bias + c0, even0, odd0);
+      for (int64_t n = 0; n < Images; ++n) {
+        even[n] = even0;
+        odd[n] = odd0;
+      }
+#pragma GCC unroll 9
+      for (int64_t t = 0; t < taps.count(); ++t) {
+        typename V::type we, wo;
+        IO::load_pairs(taps.weight(t) + c0, we, wo);
+        const int64_t off = taps.offset(t) + c0;
+        for (int64_t n = 0; n < Images; ++n) {
+          typename V::type xe, xo;
+          IO::load_pairs(x[n] + off, xe, xo);
+          even[n] += we * xe;
+          odd[n] += wo * xo;
+        }
+      }
+      for (int64_t n = 0; n < Images; ++n) IO::store_pairs(o[n] + c0, even[n], odd[n]);
+    }
+  }
   for (; c0 + V::lanes <= channels; c0 += V::lanes) {
     typename V::type acc[Images];
     const typename V::type init = bias ? IO::load(bias + c0) : typename V::type{};
