@@ -252,10 +252,11 @@ def test_layer_trains_and_caches_through_the_fused_op(bias):
 
 
 @needs_kernels
-def test_compile_and_export_keep_the_fused_op():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compile_and_export_keep_the_fused_op(dtype):
     torch.manual_seed(0)
-    layer = TVConv(4, size=(6, 6), hidden_channels=8, hidden_layers=1).eval()
-    x = torch.randn(2, 4, 6, 6)
+    layer = TVConv(4, size=(6, 6), hidden_channels=8, hidden_layers=1).eval().to(dtype)
+    x = torch.randn(2, 4, 6, 6).to(dtype)
     with torch.no_grad():
         expected = layer(x)
         # the layer breaks the graph once to refresh its cache; the frozen one does not
