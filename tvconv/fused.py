@@ -8,12 +8,12 @@ r"""The fused CPU kernel of the per-pixel depthwise convolution (TVConv, Eq. 2) 
 per output row, threaded over batch and rows and vectorised over channels
 (channels-last inputs) or width (contiguous inputs), for stride ``s >= 1``,
 float32, float64 and bfloat16, with and without the per-pixel bias. bfloat16 is
-widened to float32 (exactly: the channels-last kernel as it reads, contiguous maps
-as float32 copies), the sum of Eq. (2) is accumulated in float32 and rounded to
-nearest even once per output, so the result equals the float32 kernel's on the
-same inputs, rounded; its backward runs in float32 and rounds each gradient once.
-``make`` builds it
-(``tools/build_kernels.py``) into ``tvconv/_lib``; it is registered as the
+widened to float32 exactly (by the channels-last kernel as it reads; for the
+flattened planes task by task into float32 buffers), the sum of Eq. (2) is
+accumulated in float32 and rounded to nearest even once per output, so the result
+equals the float32 kernel's on the same inputs, rounded; its backward runs in
+float32 and rounds each gradient once. ``make`` builds it (``tools/build_kernels.py``)
+into ``tvconv/_lib``; it is registered as the
 PyTorch custom ops ``tvconv::per_pixel_conv`` / ``tvconv::per_pixel_conv_backward``,
 and this module adds their fake (meta) kernels for ``torch.compile`` and
 ``torch.export`` and the autograd formula (gradients of the input, the kernels
@@ -64,7 +64,7 @@ def kernel_runs_channels_last(x: Tensor, stride: int) -> bool:
     contiguous ones at a stride above 2, or at stride 2 with input rows of odd width
     narrower than :data:`FLAT_MIN_STRIDED_ROW_BYTES`; the other contiguous inputs run
     on their flattened (phase) planes, reading ``[C, k*k, H_out, W_out]`` kernels
-    (bfloat16 ones as float32 copies)."""
+    (bfloat16 ones widened to float32 task by task)."""
     if reads_channels_last(x):
         return True
     width = x.shape[-1]
