@@ -634,6 +634,10 @@ def _layer_plot_rows(layers: list[dict]) -> list[dict]:
             if r.get(f"{impl}_ratio") is not None:
                 rows.append({"shape": _shape_name(tuple(r["shape"])), "impl": impl,
                              "ratio": r[f"{impl}_ratio"]})
+        if r.get("cached_bf16_vs_native_bf16") is not None:  # both in bfloat16
+            rows.append({"shape": _shape_name(tuple(r["shape"])),
+                         "impl": "cached bf16 / native bf16",
+                         "ratio": r["cached_bf16_vs_native_bf16"]})
     return rows
 
 
