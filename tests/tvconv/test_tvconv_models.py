@@ -1,6 +1,7 @@
 """Face backbones (MobileNetV2, ShuffleNetV2) and the AM-Softmax loss."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -50,6 +51,22 @@ def test_forward_gives_512_d_embeddings(build, conv):
         assert torch.allclose(F.normalize(model(x), dim=1), unit, atol=1e-5)
     # other input sizes work (TVConv resamples its affinity maps)
     assert model(torch.randn(1, 3, 40, 36)).shape == (1, 512)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_bfloat16_tvconv_network_follows_float32(memory_format):
+    """A whole MobileNetV2-TVConv in bfloat16 (eval: every TVConv's cache generated in
+    bfloat16 and applied by the fused kernel where it is built) stays within bfloat16
+    precision of the float32 network, in either memory format."""
+    torch.manual_seed(0)
+    model = mobilenet_v2(0.5, "tvconv", input_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        low = copy.deepcopy(model).bfloat16().to(memory_format=memory_format)
+        out = low(x.bfloat16().contiguous(memory_format=memory_format))
+    assert out.dtype == torch.bfloat16
+    assert float((out.float() - reference).abs().max()) < 0.02 * float(reference.abs().max())
 
 
 def test_tvconv_model_trains_its_affinity_maps():
