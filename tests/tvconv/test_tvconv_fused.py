@@ -153,14 +153,21 @@ def test_bfloat16_keeps_nan_and_inf_and_rounds_to_inf(channels_last):
                              dtype=torch.bfloat16)
     x[0, 3, 2, 2] = -float("nan")
     x[1, 30, 4, 5] = float("inf")
+    # channel 20: the centre tap alone, plus half an ulp of the largest bfloat16 as bias;
+    # at (3, 3) of image 0 the sum is that largest value plus the half ulp: finite in
+    # float32 and halfway to 2^128, so rounding to nearest even gives inf
     big = torch.finfo(torch.bfloat16).max
-    x[0, 20], w[20], b[20] = big, 1.0, 0.0  # a finite float32 sum that rounds to inf
+    x[0, 20], w[20], b[20] = 0.0, 0.0, 2.0 ** 119
+    x[0, 20, 3, 3], w[20, 4] = big, 1.0
     out = torch.ops.tvconv.per_pixel_conv(x, w, b, 1)
+    wide = torch.ops.tvconv.per_pixel_conv(x.float(), w.float(), b.float(), 1)
+    assert float(wide[0, 20, 3, 3]) == float(big) + 2.0 ** 119  # finite, exact
     expected = unfold_reference(x.double(), w.double(), b.double(), 1)
-    expected[0, 20] = float("inf")  # above the largest bfloat16 + half an ulp
+    expected[0, 20, 3, 3] = float("inf")
     scale = unfold_reference(x.double().abs(), w.double().abs(), b.double().abs(), 1)
     assert_rounded_once(out, expected, scale)
     assert torch.isnan(out[0, 3, 1:4, 1:4]).all() and torch.isinf(out[1, 30, 3:6, 4:7]).all()
+    assert torch.isinf(out[0, 20, 3, 3]) and torch.isfinite(out[0, 20, 4:]).all()
 
 
 @needs_kernels
