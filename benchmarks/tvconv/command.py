@@ -11,8 +11,9 @@ Three studies (``--study``), each written to ``<out>/<study>/``
   with depthwise convs or TVConv, trained on DRIVE; Dice and Hausdorff distance on
   the test images.
 * ``efficiency`` -- per-layer forward time of cached/uncached/official TVConv vs
-  native depthwise, MobileNetV2 throughput (batch 1-16, 1-2 threads) and peak
-  memory of x0.5-TVConv vs x1.0-depthwise, MACs and parameters.
+  native depthwise (float32, and cached vs native in bfloat16), MobileNetV2
+  throughput (batch 1-16, 1-2 threads) and peak memory of x0.5-TVConv vs
+  x1.0-depthwise, MACs and parameters.
 
 ``--study all`` runs the three one after the other. The default schedule is sized
 for about 20 minutes per study on 2 CPU cores; ``--full`` runs the longer, more
