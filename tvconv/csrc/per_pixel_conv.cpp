@@ -138,8 +138,8 @@ struct Vec {
   static inline void store(T* p, type v) { __builtin_memcpy(p, &v, sizeof(v)); }
 };
 
-// How the channels-last forward reads and writes values of type T, a vector of Io<T>::V
-// at a time: float and double as they are; bfloat16 widened to float (exact) and
+// How the forward kernels read and write values of type T, a vector of Io<T>::V at a
+// time: float and double as they are; bfloat16 widened to float (exact) and
 // written back rounded to nearest even, so that a bfloat16 output is its float sum
 // rounded once. A NaN keeps its upper half: every NaN of the sum is one of the inputs'
 // (widened, so its lower half is zero) or the default NaN (likewise), and rounding a
@@ -570,12 +570,6 @@ bool splits_narrow_plane_s2(const Geometry& g) {
   return g.s == 2 && g.W % 2 == 0 && g.W < 2 * Vec<T>::lanes;
 }
 
-// Contiguous maps on their flattened (phase) planes, see FlatTaps: the planes of a
-// group of images of one channel are copied into a buffer where each phase plane lies
-// between margins of zeros (p rows and p + a vector), so that every shifted load stays
-// inside and the rows beyond the image read zeros; the inputs of a tap that wrap to the
-// neighbouring row (column j + dv outside [0, Wo)) are masked to zero. Threaded over
-// (channel, group of images); every per-pixel kernel vector is loaded once for a group.
 // The n values at src as Compute values: src itself where the storage is the compute
 // type, else (bfloat16) widened into scratch, padded by a vector of zeros.
 template <typename S>
@@ -603,6 +597,12 @@ inline void narrow_into(const typename Io<S>::Compute* src, int64_t n, S* dst) {
   for (; i < n; ++i) dst[i] = S(src[i]);
 }
 
+// Contiguous maps on their flattened (phase) planes, see FlatTaps: the planes of a
+// group of images of one channel are copied into a buffer where each phase plane lies
+// between margins of zeros (p rows and p + a vector), so that every shifted load stays
+// inside and the rows beyond the image read zeros; the inputs of a tap that wrap to the
+// neighbouring row (column j + dv outside [0, Wo)) are masked to zero. Threaded over
+// (channel, group of images); every per-pixel kernel vector is loaded once for a group.
 // S: the storage type of x, w, bias and out; the planes are computed in Io<S>::Compute
 // (bfloat16: every task widens its input planes, and the kernels and bias of its
 // channel, into float buffers, and rounds its outputs once as it writes them).
