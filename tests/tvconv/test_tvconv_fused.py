@@ -120,8 +120,11 @@ def assert_rounded_once(got: torch.Tensor, expected: torch.Tensor, scale: torch.
         float((err / expected.abs()[finite].clamp_min(1e-30)).max())
 
 
-def _double(t):
-    return None if t is None else t.double()
+def exact_sum_and_scale(x, w, b, stride):
+    """Eq. (2) in float64 on the (bfloat16) inputs, and the sum of its terms' magnitudes."""
+    wide = [None if t is None else t.double() for t in (x, w, b)]
+    magnitudes = [None if t is None else t.abs() for t in wide]
+    return unfold_reference(*wide, stride), unfold_reference(*magnitudes, stride)
 
 
 @needs_kernels
@@ -136,10 +139,7 @@ def test_bfloat16_is_the_float32_sum_rounded_once(case):
     out = torch.ops.tvconv.per_pixel_conv(x, w, b, stride)
     fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
     assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=fmt)
-    expected = unfold_reference(x.double(), w.double(), _double(b), stride)
-    scale = unfold_reference(x.double().abs(), w.double().abs(),
-                             None if b is None else b.double().abs(), stride)
-    assert_rounded_once(out, expected, scale)
+    assert_rounded_once(out, *exact_sum_and_scale(x, w, b, stride))
     # the float32 kernel's result on the same (widened) inputs, rounded
     widened = torch.ops.tvconv.per_pixel_conv(x.float(), w.float(), None if b is None
                                               else b.float(), stride)
@@ -162,9 +162,8 @@ def test_bfloat16_keeps_nan_and_inf_and_rounds_to_inf(channels_last):
     out = torch.ops.tvconv.per_pixel_conv(x, w, b, 1)
     wide = torch.ops.tvconv.per_pixel_conv(x.float(), w.float(), b.float(), 1)
     assert float(wide[0, 20, 3, 3]) == float(big) + 2.0 ** 119  # finite, exact
-    expected = unfold_reference(x.double(), w.double(), b.double(), 1)
+    expected, scale = exact_sum_and_scale(x, w, b, 1)
     expected[0, 20, 3, 3] = float("inf")
-    scale = unfold_reference(x.double().abs(), w.double().abs(), b.double().abs(), 1)
     assert_rounded_once(out, expected, scale)
     assert torch.isnan(out[0, 3, 1:4, 1:4]).all() and torch.isinf(out[1, 30, 3:6, 4:7]).all()
     assert torch.isinf(out[0, 20, 3, 3]) and torch.isfinite(out[0, 20, 4:]).all()
