@@ -11,10 +11,10 @@ float32, float64 and bfloat16, with and without the per-pixel bias. bfloat16 is
 widened to float32 exactly (by the channels-last kernel as it reads; for the
 flattened planes task by task into float32 buffers), the sum of Eq. (2) is
 accumulated in float32 and rounded to nearest even once per output, so the result
-equals the float32 kernel's on the same inputs, rounded; its backward runs in
-float32 and rounds each gradient once. ``make`` builds it (``tools/build_kernels.py``)
-into ``tvconv/_lib``; it is registered as the
-PyTorch custom ops ``tvconv::per_pixel_conv`` / ``tvconv::per_pixel_conv_backward``,
+equals the float32 kernel's on the same inputs, rounded; its backward likewise
+sums each gradient in float32 as it reads bfloat16 and rounds it once. ``make``
+builds it (``tools/build_kernels.py``) into ``tvconv/_lib``; it is registered as
+the PyTorch custom ops ``tvconv::per_pixel_conv`` / ``tvconv::per_pixel_conv_backward``,
 and this module adds their fake (meta) kernels for ``torch.compile`` and
 ``torch.export`` and the autograd formula (gradients of the input, the kernels
 and the bias; no double backward).

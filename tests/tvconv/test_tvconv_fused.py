@@ -286,6 +286,37 @@ def in_layout(w: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
     return w.permute(order).contiguous().permute(inverse)
 
 
+@needs_kernels
+@settings(max_examples=80, deadline=None)
+@given(per_pixel_shapes(min_batch=0, max_channels=40),
+       st.one_of(st.integers(1, 9), st.integers(30, 70)),
+       st.sampled_from(list(KERNEL_LAYOUTS)), st.sampled_from([(True, True), (True, False),
+                                                             (False, True)]))
+def test_bfloat16_backward_sums_in_float32_wherever_it_runs(case, width, layout, wanted):
+    """Every backward path (channels-last inputs; contiguous ones with outputs narrower
+    or wider than the contiguous kernels take; every kernel layout; either gradient
+    alone) sums bfloat16 in float32 and rounds once: the float32 op's gradients on the
+    widened inputs, rounded, in the same memory layout."""
+    case["width"] = width
+    x, w, _ = per_pixel_case(**case, dtype=torch.bfloat16)
+    w = in_layout(w, KERNEL_LAYOUTS[layout])
+    stride = case["stride"]
+    out_shape = (x.shape[0], x.shape[1], *w.shape[2:])
+    grad = torch.randn(out_shape, generator=torch.Generator().manual_seed(case["seed"]))
+    grad = grad.bfloat16().contiguous(memory_format=torch.channels_last
+                                      if case["channels_last"] else torch.contiguous_format)
+    got = torch.ops.tvconv.per_pixel_conv_backward(grad, x, w, stride, *wanted)
+    want = torch.ops.tvconv.per_pixel_conv_backward(grad.float(), x.float(), w.float(),
+                                                    stride, *wanted)
+    for g_got, g_want, needed in zip(got, want, wanted, strict=True):
+        assert g_got.dtype == torch.bfloat16
+        if not needed:
+            assert g_got.numel() == 0
+            continue
+        assert g_got.shape == g_want.shape and g_got.stride() == g_want.stride()
+        assert torch.equal(g_got, g_want.bfloat16())
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.randoms(use_true_random=False),
        st.integers(0, 2))

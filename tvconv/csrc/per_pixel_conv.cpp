@@ -18,7 +18,8 @@
 // float32 and float64 throughout; bfloat16 forward summed in float32 and rounded to
 // nearest even once per output (as c10::BFloat16 rounds): the channels-last kernel
 // widens what it reads, forward_flat widens the planes of each task into float
-// buffers; its backward in float32.
+// buffers; the backward kernels widen what they read and sum each task's gradients
+// in float buffers, rounded once as they are written.
 //
 // Registered as tvconv::per_pixel_conv and tvconv::per_pixel_conv_backward; the
 // Python side (tvconv/fused.py) adds the fake (meta) kernels and the autograd formula.
@@ -362,14 +363,14 @@ inline void for_each_tap_of_row(const T* x_plane, int64_t i, const Geometry& g, 
   }
 }
 
-// dst[j] += a[j] * xs[s * j] for j in [lo, hi)
-template <typename T>
-inline void strided_madd(T* __restrict dst, const T* __restrict a, const T* __restrict xs,
+// dst[j] += a[j] * xs[s * j] for j in [lo, hi), in dst's (compute) type
+template <typename T, typename S>
+inline void strided_madd(T* __restrict dst, const S* __restrict a, const S* __restrict xs,
                          int64_t s, int64_t lo, int64_t hi) {
   if (s == 1) {
-    for (int64_t j = lo; j < hi; ++j) dst[j] += a[j] * xs[j];
+    for (int64_t j = lo; j < hi; ++j) dst[j] += T(a[j]) * T(xs[j]);
   } else {
-    for (int64_t j = lo; j < hi; ++j) dst[j] += a[j] * xs[s * j];
+    for (int64_t j = lo; j < hi; ++j) dst[j] += T(a[j]) * T(xs[s * j]);
   }
 }
 
@@ -738,143 +739,202 @@ at::Tensor per_pixel_conv(const at::Tensor& x, const at::Tensor& weight,
 }
 
 // --------------------------------------------------------------- backward
+// The kernels below take values of the storage type S and sum in Io<S>::Compute: float
+// and double in the gradient itself, bfloat16 widened exactly as it is read and summed
+// in float32 in a buffer of the task, which is rounded once into the gradient, so that
+// each bfloat16 gradient is the float32 kernel's on the widened inputs, rounded.
+
+// Where a task sums the n values it writes at out: out itself where the storage is the
+// compute type, else the task's scratch buffer (zeroed here either way).
+template <typename S>
+inline typename Io<S>::Compute* zeroed_sums(S* out, int64_t n,
+                                            std::vector<typename Io<S>::Compute>& scratch) {
+  using C = typename Io<S>::Compute;
+  C* sums;
+  if constexpr (std::is_same_v<S, C>) {
+    sums = out;
+  } else {
+    if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+    sums = scratch.data();
+  }
+  std::fill(sums, sums + n, C(0));
+  return sums;
+}
+
 // grad_x[n, c, h, col] = sum over taps (a, b) and outputs (i, j) with s*i + a - p = h and
 // s*j + b - p = col of grad[n, c, i, j] * W[c, t, i, j]: gathered per input row h, so
 // every thread owns the rows it writes.
-template <typename T>
-void grad_input_channels_last(const T* __restrict grad, const T* __restrict w,
-                              const KernelStrides& ws, T* __restrict gx, const Geometry& g) {
+template <typename S>
+void grad_input_channels_last(const S* __restrict grad, const S* __restrict w,
+                              const KernelStrides& ws, S* __restrict gx, const Geometry& g) {
+  using T = typename Io<S>::Compute;
   const int64_t row_len = g.Wo * g.C;
   at::parallel_for(0, g.N * g.H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch;
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / g.H, h = r % g.H;
-      T* __restrict xrow = gx + r * g.W * g.C;
-      std::fill(xrow, xrow + g.W * g.C, T(0));
+      S* out_row = gx + r * g.W * g.C;
+      T* __restrict xrow = zeroed_sums(out_row, g.W * g.C, scratch);
       for (int64_t a = 0; a < g.k; ++a) {
         const int64_t num = h + g.p - a;
         if (num < 0 || num % g.s) continue;
         const int64_t i = num / g.s;
         if (i >= g.Ho) continue;
-        const T* __restrict gr = grad + (n * g.Ho + i) * row_len;
+        const S* __restrict gr = grad + (n * g.Ho + i) * row_len;
         for (int64_t b = 0; b < g.k; ++b) {
           int64_t lo, hi;
           valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-          const T* __restrict wr = w + (a * g.k + b) * ws.t + i * ws.i;
+          const S* __restrict wr = w + (a * g.k + b) * ws.t + i * ws.i;
           if (g.s == 1 && ws.j == g.C) {  // the row is one run of (hi - lo) * C values
             T* __restrict xp = xrow + (lo + b - g.p) * g.C;
-            const T* __restrict gp = gr + lo * g.C;
-            const T* __restrict wp = wr + lo * g.C;
+            const S* __restrict gp = gr + lo * g.C;
+            const S* __restrict wp = wr + lo * g.C;
             const int64_t len = (hi - lo) * g.C;
-            for (int64_t m = 0; m < len; ++m) xp[m] += gp[m] * wp[m];
+            for (int64_t m = 0; m < len; ++m) xp[m] += T(gp[m]) * T(wp[m]);
           } else {
             for (int64_t j = lo; j < hi; ++j) {
               T* __restrict xp = xrow + (g.s * j + b - g.p) * g.C;
-              const T* __restrict gp = gr + j * g.C;
-              const T* __restrict wp = wr + j * ws.j;
-              for (int64_t c = 0; c < g.C; ++c) xp[c] += gp[c] * wp[c];
+              const S* __restrict gp = gr + j * g.C;
+              const S* __restrict wp = wr + j * ws.j;
+              for (int64_t c = 0; c < g.C; ++c) xp[c] += T(gp[c]) * T(wp[c]);
             }
           }
         }
       }
+      if constexpr (!std::is_same_v<S, T>) narrow_into(xrow, g.W * g.C, out_row);
     }
   });
 }
 
-template <typename T>
-void grad_input_contiguous(const T* __restrict grad, const T* __restrict w, T* __restrict gx,
+template <typename S>
+void grad_input_contiguous(const S* __restrict grad, const S* __restrict w, S* __restrict gx,
                            const Geometry& g) {
+  using T = typename Io<S>::Compute;
   const int64_t K = g.k * g.k;
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(1, g.W * g.k));
   at::parallel_for(0, g.N * g.C * g.H, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch;
     for (int64_t r = begin; r < end; ++r) {
       const int64_t h = r % g.H, nc = r / g.H, c = nc % g.C;
-      T* __restrict xrow = gx + r * g.W;
-      std::fill(xrow, xrow + g.W, T(0));
+      S* out_row = gx + r * g.W;
+      T* __restrict xrow = zeroed_sums(out_row, g.W, scratch);
       for (int64_t a = 0; a < g.k; ++a) {
         const int64_t num = h + g.p - a;
         if (num < 0 || num % g.s) continue;
         const int64_t i = num / g.s;
         if (i >= g.Ho) continue;
-        const T* __restrict gr = grad + (nc * g.Ho + i) * g.Wo;
+        const S* __restrict gr = grad + (nc * g.Ho + i) * g.Wo;
         for (int64_t b = 0; b < g.k; ++b) {
           int64_t lo, hi;
           valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-          const T* __restrict wr = w + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
+          const S* __restrict wr = w + ((c * K + a * g.k + b) * g.Ho + i) * g.Wo;
           T* __restrict xs = xrow + b - g.p;
           if (g.s == 1) {
-            for (int64_t j = lo; j < hi; ++j) xs[j] += gr[j] * wr[j];
+            for (int64_t j = lo; j < hi; ++j) xs[j] += T(gr[j]) * T(wr[j]);
           } else {
-            for (int64_t j = lo; j < hi; ++j) xs[g.s * j] += gr[j] * wr[j];
+            for (int64_t j = lo; j < hi; ++j) xs[g.s * j] += T(gr[j]) * T(wr[j]);
           }
         }
       }
+      if constexpr (!std::is_same_v<S, T>) narrow_into(xrow, g.W, out_row);
     }
   });
 }
 
 // grad_W[c, t, i, j] = sum_n grad[n, c, i, j] * X[n, c, s*i + a - p, s*j + b - p]: each
 // thread owns output rows (i, or (c, i)) and sums over the batch itself.
-template <typename T>
-void grad_weight_channels_last(const T* __restrict grad, const T* __restrict x, T* __restrict gw,
+template <typename S>
+void grad_weight_channels_last(const S* __restrict grad, const S* __restrict x, S* __restrict gw,
                                const KernelStrides& ws, const Geometry& g) {
-  const int64_t row_len = g.Wo * g.C;
+  using T = typename Io<S>::Compute;
+  constexpr bool kWide = !std::is_same_v<S, T>;
+  const int64_t row_len = g.Wo * g.C, K = g.k * g.k;
   at::parallel_for(0, g.Ho, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch;
     for (int64_t i = begin; i < end; ++i) {
-      for (int64_t t = 0; t < g.k * g.k; ++t) {
-        for (int64_t j = 0; j < g.Wo; ++j) {
-          T* wp = gw + t * ws.t + i * ws.i + j * ws.j;
-          std::fill(wp, wp + g.C, T(0));
+      // the sums of row i: in gw where T is the storage type, else (k*k, Wo, C) in scratch
+      T* base;
+      KernelStrides sums;
+      if constexpr (kWide) {
+        base = zeroed_sums(gw, K * row_len, scratch);
+        sums = {row_len, 0, g.C};
+      } else {
+        base = gw;
+        sums = ws;
+        for (int64_t t = 0; t < K; ++t) {
+          for (int64_t j = 0; j < g.Wo; ++j) {
+            T* wp = gw + t * ws.t + i * ws.i + j * ws.j;
+            std::fill(wp, wp + g.C, T(0));
+          }
         }
       }
       for (int64_t n = 0; n < g.N; ++n) {
-        const T* __restrict gr = grad + (n * g.Ho + i) * row_len;
+        const S* __restrict gr = grad + (n * g.Ho + i) * row_len;
         for (int64_t a = 0; a < g.k; ++a) {
           const int64_t row = g.s * i + a - g.p;
           if (row < 0 || row >= g.H) continue;
-          const T* __restrict xr = x + (n * g.H + row) * g.W * g.C;
+          const S* __restrict xr = x + (n * g.H + row) * g.W * g.C;
           for (int64_t b = 0; b < g.k; ++b) {
             int64_t lo, hi;
             valid_range(g.W, g.Wo, b - g.p, g.s, lo, hi);
-            T* __restrict wr = gw + (a * g.k + b) * ws.t + i * ws.i;
-            if (g.s == 1 && ws.j == g.C) {  // the row is one run of (hi - lo) * C values
-              const T* __restrict xp = xr + (lo + b - g.p) * g.C;
-              const T* __restrict gp = gr + lo * g.C;
+            T* __restrict wr = base + (a * g.k + b) * sums.t + i * sums.i;
+            if (g.s == 1 && sums.j == g.C) {  // the row is one run of (hi - lo) * C values
+              const S* __restrict xp = xr + (lo + b - g.p) * g.C;
+              const S* __restrict gp = gr + lo * g.C;
               T* __restrict wp = wr + lo * g.C;
               const int64_t len = (hi - lo) * g.C;
-              for (int64_t m = 0; m < len; ++m) wp[m] += gp[m] * xp[m];
+              for (int64_t m = 0; m < len; ++m) wp[m] += T(gp[m]) * T(xp[m]);
             } else {
               for (int64_t j = lo; j < hi; ++j) {
-                const T* __restrict xp = xr + (g.s * j + b - g.p) * g.C;
-                const T* __restrict gp = gr + j * g.C;
-                T* __restrict wp = wr + j * ws.j;
-                for (int64_t c = 0; c < g.C; ++c) wp[c] += gp[c] * xp[c];
+                const S* __restrict xp = xr + (g.s * j + b - g.p) * g.C;
+                const S* __restrict gp = gr + j * g.C;
+                T* __restrict wp = wr + j * sums.j;
+                for (int64_t c = 0; c < g.C; ++c) wp[c] += T(gp[c]) * T(xp[c]);
               }
             }
           }
         }
       }
+      if constexpr (kWide) {
+        for (int64_t t = 0; t < K; ++t)
+          for (int64_t j = 0; j < g.Wo; ++j)
+            narrow_into(base + t * row_len + j * g.C, g.C, gw + t * ws.t + i * ws.i + j * ws.j);
+      }
     }
   });
 }
 
-template <typename T>
-void grad_weight_contiguous(const T* __restrict grad, const T* __restrict x, T* __restrict gw,
+template <typename S>
+void grad_weight_contiguous(const S* __restrict grad, const S* __restrict x, S* __restrict gw,
                             const Geometry& g) {
+  using T = typename Io<S>::Compute;
   const int64_t K = g.k * g.k;
   const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(1, g.N * g.Wo * K));
   at::parallel_for(0, g.C * g.Ho, grain, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch;
     for (int64_t ci = begin; ci < end; ++ci) {
       const int64_t c = ci / g.Ho, i = ci % g.Ho;
-      for (int64_t t = 0; t < K; ++t) {
-        T* wr = gw + ((c * K + t) * g.Ho + i) * g.Wo;
-        std::fill(wr, wr + g.Wo, T(0));
+      // the sums of (c, i): in gw where T is the storage type, else (k*k, Wo) in scratch
+      T* base;
+      int64_t tap_stride;
+      if constexpr (std::is_same_v<S, T>) {
+        base = gw + (c * K * g.Ho + i) * g.Wo;
+        tap_stride = g.Ho * g.Wo;
+        for (int64_t t = 0; t < K; ++t) std::fill(base + t * tap_stride, base + t * tap_stride + g.Wo, T(0));
+      } else {
+        base = zeroed_sums(gw, K * g.Wo, scratch);
+        tap_stride = g.Wo;
       }
       for (int64_t n = 0; n < g.N; ++n) {
-        const T* __restrict gr = grad + ((n * g.C + c) * g.Ho + i) * g.Wo;
+        const S* __restrict gr = grad + ((n * g.C + c) * g.Ho + i) * g.Wo;
         for_each_tap_of_row(x + (n * g.C + c) * g.H * g.W, i, g,
-                            [&](int64_t t, const T* xs, int64_t lo, int64_t hi) {
-          strided_madd(gw + ((c * K + t) * g.Ho + i) * g.Wo, gr, xs, g.s, lo, hi);
+                            [&](int64_t t, const S* xs, int64_t lo, int64_t hi) {
+          strided_madd(base + t * tap_stride, gr, xs, g.s, lo, hi);
         });
+      }
+      if constexpr (!std::is_same_v<S, T>) {
+        for (int64_t t = 0; t < K; ++t)
+          narrow_into(base + t * g.Wo, g.Wo, gw + ((c * K + t) * g.Ho + i) * g.Wo);
       }
     }
   });
@@ -887,17 +947,11 @@ std::tuple<at::Tensor, at::Tensor> per_pixel_conv_backward(const at::Tensor& gra
   TORCH_CHECK(grad.sizes() == at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
               "per_pixel_conv_backward: 'grad' must be ", at::IntArrayRef({g.N, g.C, g.Ho, g.Wo}),
               ", got ", grad.sizes());
-  if (x.scalar_type() == at::kBFloat16) {  // in float32, each gradient rounded once
-    auto [gx, gw] = per_pixel_conv_backward(grad.to(at::kFloat), x.to(at::kFloat),
-                                            weight.to(at::kFloat), stride, input_grad,
-                                            weight_grad);
-    return {gx.to(at::kBFloat16), gw.to(at::kBFloat16)};
-  }
   const bool last = use_channels_last(x) || g.Wo < kMinContiguousWidth;
   at::Tensor gx, gw;
   if (last) {
     auto gl = grad.permute({0, 2, 3, 1}).contiguous();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv_backward", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "per_pixel_conv_backward", [&] {
       if (input_grad) {
         auto wl = channels_innermost(weight);  // in place where the channels are innermost
         auto gxl = at::empty({g.N, g.H, g.W, g.C}, x.options());
@@ -915,7 +969,7 @@ std::tuple<at::Tensor, at::Tensor> per_pixel_conv_backward(const at::Tensor& gra
     });
   } else {
     auto gc = grad.contiguous();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "per_pixel_conv_backward", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "per_pixel_conv_backward", [&] {
       if (input_grad) {
         auto wc = weight.contiguous();
         gx = at::empty({g.N, g.C, g.H, g.W}, x.options());
