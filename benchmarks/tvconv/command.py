@@ -11,7 +11,8 @@ Three studies (``--study``), each written to ``<out>/<study>/``
   with depthwise convs or TVConv, trained on DRIVE; Dice and Hausdorff distance on
   the test images.
 * ``efficiency`` -- per-layer forward time of cached/uncached/official TVConv vs
-  native depthwise (float32, and cached vs native in bfloat16), MobileNetV2
+  native depthwise (float32, and cached vs native in bfloat16), one layer's training
+  step (float32; the apply alone also in bfloat16), MobileNetV2
   throughput (batch 1-16, 1-2 threads) and peak memory of x0.5-TVConv vs
   x1.0-depthwise, MACs and parameters.
 

@@ -47,6 +47,10 @@ Five parts, measured in one run (CPU; all but ``training`` in eval mode under
                  generates them for this input
   ``dense``      a dense ``nn.Conv2d(c, c, 3)`` on the same input: what this
                  machine's convolution library reaches on a well-shaped conv
+  ``*_bf16``     ``native`` and ``apply`` in bfloat16 (the same module, input,
+                 kernels and output gradient converted; the fused backward sums
+                 in float32 and rounds each gradient once), reported against
+                 each other and against ``apply``
   ============== ==============================================================
 
   With the FLOPs of the generator's convolutions (forward, input and weight
@@ -89,11 +93,12 @@ from benchmarks.common.timing import (
 )
 
 NAME = "efficiency"
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 LAYER_IMPLS = ("native", "cached", "uncached", "unfold", "official", "native_bf16",
                "cached_bf16")
-TRAINING_IMPLS = ("native", "tvconv", "generator", "apply", "dense")
+TRAINING_IMPLS = ("native", "tvconv", "generator", "apply", "dense", "native_bf16",
+                  "apply_bf16")
 COMPILED_IMPLS = ("native_compiled", "cached_compiled")
 #: the per-layer goal: cached TVConv at most this many times native depthwise
 #: (every shape, eager, both formats, 1 and 2 threads)
@@ -341,13 +346,22 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
     kernels = layer.generate(channels_innermost=inner)[0].detach().requires_grad_()
     kernel_grad = torch.randn_like(kernels)
     layer_params = list(layer.parameters())
+    # bfloat16 copies in the same memory layouts (a dense tensor keeps its strides)
+    native_bf16 = copy.deepcopy(native).bfloat16()
+    x_bf16, kernels_bf16 = (t.detach().bfloat16().requires_grad_() for t in (x, kernels))
+    grad_bf16 = grad.bfloat16()
     fns = {"native": _training_step([x, *native.parameters()], lambda: native(x), grad),
            "tvconv": _training_step([x, *layer_params], lambda: layer(x), grad),
            "generator": _training_step(
                layer_params, lambda: layer.generate(channels_innermost=inner)[0], kernel_grad),
            "apply": _training_step([x, kernels],
                                    lambda: per_pixel_conv(x, kernels, stride=stride), grad),
-           "dense": _training_step([x, *dense.parameters()], lambda: dense(x), grad)}
+           "dense": _training_step([x, *dense.parameters()], lambda: dense(x), grad),
+           "native_bf16": _training_step([x_bf16, *native_bf16.parameters()],
+                                         lambda: native_bf16(x_bf16), grad_bf16),
+           "apply_bf16": _training_step(
+               [x_bf16, kernels_bf16],
+               lambda: per_pixel_conv(x_bf16, kernels_bf16, stride=stride), grad_bf16)}
     with fixed_threads(cell["threads"]):
         stats = interleaved_times(fns, schedule.layer_rounds, schedule.layer_round_s)
     record: dict[str, Any] = {"backend": backend_info()["tvconv_backend"],
@@ -364,6 +378,8 @@ def measure_training(cell: dict, schedule: EfficiencySchedule, seed: int) -> dic
         "generator_gflop_per_s": flops / 1e6 / stats["generator"]["ms"],
         "dense_gflop_per_s": dense_flops / 1e6 / stats["dense"]["ms"],
         "generator_share": stats["generator"]["ms"] / stats["tvconv"]["ms"],
+        "apply_bf16_vs_native_bf16": stats["apply_bf16"]["ms"] / stats["native_bf16"]["ms"],
+        "apply_bf16_vs_apply": stats["apply_bf16"]["ms"] / stats["apply"]["ms"],
         "meets_goal": record["tvconv_ratio"] <= TRAINING_GOAL})
     return record
 
@@ -688,6 +704,13 @@ def report(records: list[dict], schedule: EfficiencySchedule, config: dict, env:
             ("dense_gflop_per_s", "dense GFLOP/s", ".0f"), ("backend", "apply backend"),
             ("kernel_layout", "kernel layout"),
             ("load_1min", "load", ".1f")]),
+        "One training step of the apply in bfloat16, forward + backward (ms)": markdown_table(
+            parts["training"], [
+                ("shape_name", "shape"), ("format", "format"), ("threads", "threads"),
+                ("native_bf16_ms", "native bf16", ".3f"), ("apply_bf16_ms", "apply bf16", ".3f"),
+                ("apply_bf16_vs_native_bf16", "apply bf16/native bf16", x_fmt),
+                ("native_bf16_ratio", "native bf16/native fp32", x_fmt),
+                ("apply_bf16_vs_apply", "apply bf16/apply fp32", x_fmt)]),
         "Network throughput (images/s; MobileNetV2, 96x96)": markdown_table(
             parts["network"], [
                 ("batch", "batch"), ("threads", "threads"), ("format", "format"),

@@ -204,6 +204,9 @@ def test_efficiency_quick_output_is_complete(quick_runs):
             assert r[f"{impl}_ms"] > 0 and _finite(r[f"{impl}_ratio"])
         assert r["native_ratio"] == 1.0 and 0.0 < r["generator_share"]
         assert r["generator_gflop_per_s"] > 0 and r["dense_gflop_per_s"] > 0
+        assert r["apply_bf16_vs_native_bf16"] == pytest.approx(
+            r["apply_bf16_ms"] / r["native_bf16_ms"])
+        assert r["apply_bf16_vs_apply"] == pytest.approx(r["apply_bf16_ms"] / r["apply_ms"])
         assert r["backend"] in ("fused", "pytorch")
         # the layout the layer generates for the fused kernel: channels innermost for
         # channels-last inputs and for the contiguous ones run channels-last (stride
