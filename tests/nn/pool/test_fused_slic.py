@@ -40,6 +40,26 @@ def tiled_problem(b, height, width, tile_h, tile_w, k, m, dim, scale, seed, dtyp
     return grid, (features, grid.valid(dtype=dtype), origins, candidates, init, fallback)
 
 
+def assert_close_up_to_nearest_ties(fused, reference, **tolerance):
+    """``fused`` and ``reference`` ``[T, m, P]`` are close, but for the positions where
+    both keep nearest candidates only, as the paper's rule does for a pixel whose
+    every weight underflowed: equal weights on one or more candidates. Where two
+    candidates are equally near up to rounding (coincident centres), one summation
+    order keeps both and another one of them; there the one's kept candidates must
+    lie among the other's."""
+    close = torch.isclose(fused, reference, **(tolerance or {"rtol": 1e-7, "atol": 1e-7}))
+    differs = ~close.all(1)  # [T, P]
+    for t, p in differs.nonzero().tolist():
+        kept = [set((w[t, :, p] > 0).nonzero().view(-1).tolist()) for w in (fused, reference)]
+        for w, support in zip((fused, reference), kept, strict=True):
+            values = w[t, sorted(support), p]
+            assert support and torch.allclose(values, torch.full_like(values, 1 / len(support))), \
+                (t, p, w[t, :, p])
+        assert kept[0] <= kept[1] or kept[1] <= kept[0], (t, p, kept)
+    torch.testing.assert_close(fused.masked_fill(differs.unsqueeze(1), 0),
+                               reference.masked_fill(differs.unsqueeze(1), 0), **tolerance)
+
+
 @needs_fused
 @settings(max_examples=60, deadline=None)
 @given(b=st.integers(1, 3), height=st.integers(1, 9), width=st.integers(1, 11),
@@ -65,7 +85,7 @@ def test_the_fused_kernel_equals_the_pytorch_path(b, height, width, tile_h, tile
     with slic_backend("pytorch"):
         reference = slic_assignment(*args, **options)
     tolerance = dict(rtol=1e-3, atol=1e-4) if dtype == torch.float32 else {}
-    torch.testing.assert_close(fused, reference, **tolerance)
+    assert_close_up_to_nearest_ties(fused, reference, **tolerance)
     # one block of tiles for the whole batch gives the same weights
     torch.testing.assert_close(slic_assignment(*args, num_iterations=iterations,
                                                weights=weights), fused)
