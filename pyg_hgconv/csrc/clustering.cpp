@@ -135,7 +135,8 @@ struct Workspace {
   PixelEntries<T> entries;
   std::vector<T> block;               // [4][n][n]: Eq. 4 of a small image (dense)
   std::vector<T> contact;             // [n][n]: its sum over the four directions
-  std::vector<int32_t> pair_id;       // [n][n]: -1 between images (accumulate_contacts)
+  DirectPairIds direct_pair_ids;      // the compact pairs' ids (accumulate_contacts),
+  HashedPairIds hashed_pair_ids;      // up to kDirectPairGroups groups, and beyond
   std::vector<std::pair<int32_t, int32_t>> pairs;
   std::vector<T> pair_values;         // [1 + pairs][8]
   std::vector<int64_t> pair_order;    // [pairs]: the compact pairs by (u, v)
@@ -422,9 +423,11 @@ void image_edges(const Sizes& s, ImageResult<T>& result, Workspace<T>& ws, bool 
         if (contact[u * n + v] + contact[v * n + u] > T(0)) pair_edges(block, at, u, v);
     }
   } else {
-    if (static_cast<int64_t>(ws.pair_id.size()) < n * n) ws.pair_id.assign(n * n, -1);
     auto& pairs = ws.pairs;
-    accumulate_contacts(s.tiling, ws.entries, n, ws.pair_id.data(), pairs, ws.pair_values);
+    if (n <= kDirectPairGroups)
+      accumulate_contacts(s.tiling, ws.entries, n, ws.direct_pair_ids, pairs, ws.pair_values);
+    else
+      accumulate_contacts(s.tiling, ws.entries, n, ws.hashed_pair_ids, pairs, ws.pair_values);
     // the pairs listed by first product, visited by (u, v)
     std::vector<int64_t>& by_pair = ws.pair_order;
     by_pair.resize(pairs.size());

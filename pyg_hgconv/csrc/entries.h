@@ -142,17 +142,121 @@ void accumulate_half_blocks(const ImageTiling& g, const PixelEntries<T>& entries
   });
 }
 
+// The ids of the unordered pairs {lo, hi} (lo <= hi) of groups of one image, for
+// accumulate_contacts: 0 on the diagonal (lo == hi), else an id from 1 on; one per
+// thread, emptied per image.
+//
+// DirectPairIds: an n x n table (only the slots an image used are emptied after it),
+// one load per lookup and no branch on the diagonal, which the table holds; for
+// images of up to kDirectPairGroups groups.
+constexpr int64_t kDirectPairGroups = 1536;  // a table of 9 MB
+
+class DirectPairIds {
+ public:
+  void reset(int64_t n) {
+    for (const int64_t slot : used_) table_[slot] = -1;
+    for (int64_t i = 0; i < n_; ++i) table_[i * n_ + i] = -1;
+    used_.clear();
+    n_ = n;
+    if (static_cast<int64_t>(table_.size()) < n * n) table_.assign(n * n, -1);
+    for (int64_t i = 0; i < n; ++i) table_[i * n + i] = 0;
+  }
+  // The id of {lo, hi}, -1 for none yet.
+  int32_t find(int32_t lo, int32_t hi) const { return table_[int64_t(lo) * n_ + hi]; }
+  // Gives {lo, hi}, which has none yet, the id 'id'.
+  void insert(int32_t lo, int32_t hi, int32_t id) {
+    const int64_t slot = int64_t(lo) * n_ + hi;
+    table_[slot] = id;
+    used_.push_back(slot);
+  }
+
+ private:
+  std::vector<int32_t> table_;  // -1: no id
+  std::vector<int64_t> used_;
+  int64_t n_ = 0;
+};
+
+// HashedPairIds: open addressing (linear probing) on the key lo * n + hi, memory in
+// proportion to the pairs, for images of any number of groups.
+class HashedPairIds {
+ public:
+  // Empties the table for an image of n groups, with room for n pairs; it doubles
+  // whenever it is half full (a group touches a few others: two or three doublings).
+  void reset(int64_t n) {
+    n_ = n;
+    used_ = 0;
+    const int64_t capacity = std::max<int64_t>(64, next_power_of_two(2 * n));
+    keys_.assign(capacity, -1);
+    ids_.resize(capacity);
+    set_capacity(capacity);
+  }
+
+  // The id of {lo, hi}, -1 for none yet.
+  int32_t find(int32_t lo, int32_t hi) const {
+    if (lo == hi) return 0;
+    const int64_t key = int64_t(lo) * n_ + hi;
+    for (int64_t slot = home(key);; slot = (slot + 1) & mask_) {
+      if (keys_[slot] == key) return ids_[slot];
+      if (keys_[slot] < 0) return -1;
+    }
+  }
+  // Gives {lo, hi}, which has none yet, the id 'id'.
+  void insert(int32_t lo, int32_t hi, int32_t id) {
+    const int64_t key = int64_t(lo) * n_ + hi;
+    int64_t slot = home(key);
+    while (keys_[slot] >= 0) slot = (slot + 1) & mask_;
+    keys_[slot] = key;
+    ids_[slot] = id;
+    if (2 * ++used_ > static_cast<int64_t>(keys_.size())) rehash(2 * keys_.size());
+  }
+
+ private:
+  static int64_t next_power_of_two(int64_t v) {
+    int64_t p = 1;
+    while (p < v) p <<= 1;
+    return p;
+  }
+  int64_t home(int64_t key) const {  // Fibonacci hashing: the top bits of key * 2^64 / phi
+    return static_cast<int64_t>((uint64_t(key) * 0x9E3779B97F4A7C15ull) >> shift_);
+  }
+  void set_capacity(int64_t capacity) {  // a power of two
+    mask_ = capacity - 1;
+    shift_ = 64;
+    for (int64_t c = capacity; c > 1; c >>= 1) --shift_;
+  }
+  // The pairs stored so far in a table of 'capacity' slots.
+  void rehash(int64_t capacity) {
+    std::vector<int64_t> keys(capacity, -1);
+    std::vector<int32_t> ids(capacity);
+    keys.swap(keys_);
+    ids.swap(ids_);
+    set_capacity(capacity);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] < 0) continue;
+      int64_t slot = home(keys[i]);
+      while (keys_[slot] >= 0) slot = (slot + 1) & mask_;
+      keys_[slot] = keys[i];
+      ids_[slot] = ids[i];
+    }
+  }
+
+  std::vector<int64_t> keys_;  // -1: an empty slot
+  std::vector<int32_t> ids_;
+  int64_t n_ = 0, used_ = 0, mask_ = 0;
+  int shift_ = 64;
+};
+
 // The off-diagonal part of Eq. 4 (g != h) of one image, compactly: every unordered
-// pair {g, h} of groups in contact gets an id on its first product (pair_id
-// [n][n] at (min, max); -1 for none, 0 on the diagonal, which collects the
-// diagonal's products unused), listed in 'pairs' (index id - 1), and its eight
-// values A[d, min, max], A[d, max, min] in values[id][8] (the second four for
-// the target max). Its memory grows with the pairs in contact, not with n^2, so it
-// serves images of many groups; every product waits on the lookup of its pair, so
-// where a dense [4, n, n] block fits (accumulate_half_blocks) that is faster.
-template <typename T>
+// pair {g, h} of groups in contact gets an id on its first product ('ids'; the
+// diagonal's products go to id 0, unused), listed in 'pairs' (index id - 1), and its
+// eight values A[d, min, max], A[d, max, min] in values[id][8] (the second four for
+// the target max). Its values grow with the pairs in contact, not with n^2 (with
+// HashedPairIds its ids too), so it serves images of many groups; every product
+// waits on the lookup of its pair, so where a dense [4, n, n] block fits
+// (accumulate_half_blocks) that is faster.
+template <typename T, typename Ids>
 void accumulate_contacts(const ImageTiling& g, const PixelEntries<T>& entries, int64_t n,
-                         int32_t* pair_id, std::vector<std::pair<int32_t, int32_t>>& pairs,
+                         Ids& ids, std::vector<std::pair<int32_t, int32_t>>& pairs,
                          std::vector<T>& values) {
   const int32_t* group = entries.group.data();
   const T* value = entries.value.data();
@@ -160,7 +264,7 @@ void accumulate_contacts(const ImageTiling& g, const PixelEntries<T>& entries, i
   const int64_t m = g.m;
   pairs.clear();
   values.assign(8, T(0));
-  for (int64_t i = 0; i < n; ++i) pair_id[i * n + i] = 0;
+  ids.reset(n);
   for_each_neighbour(g, [&](int64_t p, int64_t q, int d) {
     for (int32_t i = 0; i < count[p]; ++i) {
       const int32_t a = group[p * m + i];
@@ -168,18 +272,17 @@ void accumulate_contacts(const ImageTiling& g, const PixelEntries<T>& entries, i
       for (int32_t j = 0; j < count[q]; ++j) {
         const int32_t b = group[q * m + j];
         const int32_t lo = a < b ? a : b, hi = a < b ? b : a;
-        int32_t id = pair_id[lo * n + hi];
+        int32_t id = ids.find(lo, hi);
         if (id < 0) {
           pairs.emplace_back(lo, hi);
-          id = pair_id[lo * n + hi] = static_cast<int32_t>(pairs.size());
+          id = static_cast<int32_t>(pairs.size());
+          ids.insert(lo, hi, id);
           values.resize(values.size() + 8, T(0));
         }
         values[id * 8 + (a > b) * 4 + d] += wa * value[q * m + j];
       }
     }
   });
-  for (const auto& [lo, hi] : pairs) pair_id[lo * n + hi] = -1;  // -1 again for the next image
-  for (int64_t i = 0; i < n; ++i) pair_id[i * n + i] = -1;
 }
 
 // Where A[d, u, v] of one pair {u, v} lies in its eight values (accumulate_contacts).

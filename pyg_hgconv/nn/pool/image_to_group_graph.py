@@ -7,11 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from pyg_hgconv.data.group_graph import make_group_graph
-from pyg_hgconv.nn.pool.adjacency import (
-    DIRECTION_RULES,
-    build_group_adjacency,
-    runs_fused_kernel,
-)
+from pyg_hgconv.nn.pool.adjacency import DIRECTION_RULES, build_group_adjacency
 from pyg_hgconv.nn.pool.fused_clustering import fused_cluster_images, fused_clustering_applies
 from pyg_hgconv.nn.pool.fused_embedding import fused_embedding_applies, fused_pixel_embedding
 from pyg_hgconv.nn.pool.importance import FOCUS_ALPHA, focus_map, importance_map
@@ -390,8 +386,9 @@ class ImageToGroupGraph(nn.Module):
         k = centers.size(1)
         grid, spacing = self._tile_grid(b, h, w, k)
         feature_scale, position_scale = self._scales(d, spacing, embedding.dtype)
-        edges = self.max_direction and self.direction_rule == "centroid" and runs_fused_kernel(
-            embedding, k)
+        # the kernel's own edges (per image, any number of groups) for the 'centroid'
+        # rule; the other rules rank direction weights, which take the adjacency steps
+        edges = self.max_direction and self.direction_rule == "centroid"
         out = fused_cluster_images(
             embedding, centers, x, grid, min(self.num_candidates, k), float(feature_scale),
             float(position_scale), self.num_iterations, ASSIGN_THRESHOLD,

@@ -106,19 +106,27 @@ def test_vector_wide_tiles_pool_through_transposes(channels_last):
 
 @needs_kernels
 @pytest.mark.parametrize("cancel", [False, True])
-@pytest.mark.parametrize("channels", [1, 3, 24])
-def test_images_of_many_groups_take_the_compact_pairs(cancel, channels):
+@pytest.mark.parametrize("channels", [1, 24])
+@pytest.mark.parametrize("groups", [200, 300, 800, 1700])
+def test_images_of_many_groups_take_the_compact_pairs(cancel, channels, groups):
     """Beyond 256 groups an image's Eq. 4 goes into compact pairs instead of a
-    dense block: the same graph as the PyTorch path, and both sides of the bound
-    agree with it."""
-    x = structured_image(2, channels, 40, 48, seed=5).double()
-    for groups in (200, 300):  # the dense block, the compact pairs
-        module = ImageToGroupGraph(in_channels=channels, num_groups=groups, embed_channels=None,
-                                   learnable=False, noise_cancel=cancel,
-                                   edge_threshold=0.25).double().eval()
+    dense block, their ids in an n x n table up to 1536 groups and hashed beyond
+    (any number of groups, e.g. 800 and 1700 here): the same graph as the PyTorch
+    path on both sides of both bounds. On one thread, so that the thread's
+    workspace (the ids of the last image's pairs) serves one image after another."""
+    x = structured_image(3, channels, 64, 64, seed=5).double()
+    module = ImageToGroupGraph(in_channels=channels, num_groups=groups, embed_channels=None,
+                               learnable=False, noise_cancel=cancel,
+                               edge_threshold=0.25).double().eval()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
         fused, reference = both_paths(module, x)
-        assert (fused.ptr.diff() > 256).all() == (groups > 256)
-        assert_same_graphs(fused, reference)
+    finally:
+        torch.set_num_threads(threads)
+    assert (fused.ptr.diff() > 256).all() == (groups > 256)
+    assert (fused.ptr.diff() > 1536).all() == (groups > 1536)
+    assert_same_graphs(fused, reference)
 
 
 @needs_kernels
