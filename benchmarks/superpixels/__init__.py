@@ -28,7 +28,9 @@ compared seed by seed, each question's comparisons corrected together
 
 Graph building is timed too (:mod:`.graphs`): images/s of PyG's pipeline per
 image, of ``ToGroupGraph`` per image and of the batched module, on 1 and 2
-threads, interleaved.
+threads, interleaved; and the batched module's cost per image against the batch
+size (1 to 256 digits, and the digits resized to 96 x 128 with as many pixels
+per group), which must not grow with the batch.
 
 Data: only the 10,000 MNIST *test* digits are available locally, split 8k / 1k /
 1k by a fixed seed (:class:`~pyg_hgconv.datasets.MNISTGroupGraphs`); published

@@ -20,12 +20,18 @@ from benchmarks.common.summary import format_pm, holm_text, mean_std, paired_dif
 from benchmarks.common.training import TrainConfig, fit, make_loader, seed_everything
 
 from . import __doc__ as PACKAGE_DOC
-from .graphs import GRAPH_KINDS, image_split, kind_dataset, measure_building
+from .graphs import (
+    GRAPH_KINDS,
+    image_split,
+    kind_dataset,
+    measure_batch_scaling,
+    measure_building,
+)
 from .model import GraphClassifier
 
 __all__ = ["CONVS", "PUBLISHED", "SCHEDULES", "build_parser", "main"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CONVS = ("hgconv", "gcn", "gmm", "spline", "dynamic_edge")
 TITLE = "MNIST digits as graphs: graph classification with every graph conv"
 #: published test accuracies (%) on superpixel MNIST, trained on the 60k training digits:
@@ -60,6 +66,9 @@ class SuperpixelSchedule:
         seeds: training seeds per model.
         width, num_layers: the classifier.
         building_rounds, building_batch: the graph-building timing.
+        scaling_batches, scaling_sizes: the batch sizes and image sizes (the
+            digits resized, with as many pixels per group) at which the batched
+            module's cost per image is timed against the batch size.
     """
 
     train_items: int | None
@@ -73,6 +82,8 @@ class SuperpixelSchedule:
     num_layers: int
     building_rounds: int
     building_batch: int
+    scaling_batches: tuple[int, ...] = (1, 4, 16, 64, 256)
+    scaling_sizes: tuple[tuple[int, int], ...] = ((28, 28), (96, 128))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,7 +92,8 @@ class SuperpixelSchedule:
 SCHEDULES = {
     "quick": SuperpixelSchedule(train_items=64, val_items=32, test_items=32, epochs=1,
                                 batch_size=32, lr=1e-3, seeds=2, width=16, num_layers=2,
-                                building_rounds=1, building_batch=16),
+                                building_rounds=1, building_batch=16,
+                                scaling_batches=(1, 4), scaling_sizes=((28, 28), (48, 64))),
     "default": SuperpixelSchedule(train_items=1280, val_items=None, test_items=None, epochs=4,
                                   batch_size=64, lr=2e-3, seeds=3, width=48, num_layers=3,
                                   building_rounds=3, building_batch=256),
@@ -168,13 +180,29 @@ def train_cell(cell: dict[str, Any], args: argparse.Namespace, schedule: Superpi
 
 def measure_building_cell(cell: dict[str, Any], args, schedule: SuperpixelSchedule
                           ) -> dict[str, Any]:
-    images = image_split("test", args.data_root, max(schedule.building_batch, 16)).images
+    images = image_split("test", args.data_root,
+                         max(schedule.building_batch, 16, *schedule.scaling_batches)).images
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         record = measure_building(images, cell["threads"], schedule.building_rounds,
                                   schedule.building_batch)
+        record["scaling"] = measure_batch_scaling(images, cell["threads"],
+                                                  schedule.building_rounds,
+                                                  schedule.scaling_batches,
+                                                  schedule.scaling_sizes)
+    record["scaling_growth"] = scaling_growth(record["scaling"])
     record["status"] = "ok"
     return record
+
+
+def scaling_growth(scaling: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per image size: the batched module's cost per image at the largest batch over
+    its cost at the smallest (above 1: the cost per image grows with the batch)."""
+    growth = {}
+    for size in dict.fromkeys(r["size"] for r in scaling):
+        mine = sorted((r for r in scaling if r["size"] == size), key=lambda r: r["batch"])
+        growth[size] = mine[-1]["ms_per_image"] / mine[0]["ms_per_image"]
+    return growth
 
 
 # ------------------------------------------------------------------------ report
@@ -286,6 +314,24 @@ def building_table(records: Sequence[dict[str, Any]]) -> str:
         ("per_image_speedup", f"per image vs PyG (goal >= {PER_IMAGE_GOAL:g}x)", ".2f")])
 
 
+def scaling_table(building: Sequence[dict[str, Any]]) -> str:
+    """The batched module's ms per image by batch size, one row per (threads, image size)."""
+    rows, batches = [], []
+    for r in building:
+        for size, growth in r["scaling_growth"].items():
+            mine = [s for s in r["scaling"] if s["size"] == size]
+            row = {"threads": r["threads"], "size": size, "groups": mine[0]["groups"],
+                   "growth": growth}
+            for s in mine:
+                row[f"b{s['batch']}"] = s["ms_per_image"]
+                batches.append(s["batch"])
+            rows.append(row)
+    columns = [("threads", "threads"), ("size", "image"), ("groups", "groups")]
+    columns += [(f"b{b}", f"batch {b} ms/img", ".3f") for b in sorted(set(batches))]
+    columns.append(("growth", "largest / smallest batch (goal <= 1)", ".2f"))
+    return markdown_table(rows, columns)
+
+
 def findings(found: Comparisons, building: Sequence[dict[str, Any]]) -> str:
     lines = []
     for kind in GRAPH_KINDS:
@@ -307,6 +353,12 @@ def findings(found: Comparisons, building: Sequence[dict[str, Any]]) -> str:
                      f"{BATCHED_GOAL:g}x: {batched}), {r['batched_with_split_speedup']:.2f}x "
                      "with the split into per-image graphs; ToGroupGraph per image "
                      f"{r['per_image_speedup']:.2f}x (goal >= {PER_IMAGE_GOAL:g}x: {single}).")
+        for size, growth in r["scaling_growth"].items():
+            batches = [s["batch"] for s in r["scaling"] if s["size"] == size]
+            lines.append(f"* Batched module, {r['threads']} thread(s), {size} images: the cost "
+                         f"per image at batch {max(batches)} is {growth:.2f}x that at batch "
+                         f"{min(batches)} (goal: no growth, <= 1: "
+                         f"{'holds' if growth <= 1.0 else 'does not hold'}).")
     if lines:
         lines.insert(0, "Findings of this run (accuracy differences compared seed by seed; "
                         "'not resolved' where the seeds do not agree):\n")
@@ -315,7 +367,7 @@ def findings(found: Comparisons, building: Sequence[dict[str, Any]]) -> str:
 
 def plots(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
           building: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
-    from benchmarks.common.plots import bar_plot, seed_plot
+    from benchmarks.common.plots import bar_plot, line_plot, seed_plot
 
     result = {}
     per_seed = [dict(r, accuracy=100 * r["test_acc"]) for r in records
@@ -332,6 +384,13 @@ def plots(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
         result["Graph building, ms per image"] = bar_plot(
             bars, "builder", "ms", out / "graph_building.png", group="threads",
             ylabel="ms per image", logy=True, title="graph building time per image")
+        series = {f"{r['threads']} thread(s), {size}": [s for s in r["scaling"]
+                                                          if s["size"] == size]
+                  for r in building for size in r["scaling_growth"]}
+        result["Batched module, ms per image by batch size"] = line_plot(
+            series, "batch", "ms_per_image", out / "batch_scaling.png", logx=True, logy=True,
+            xlabel="images per batch", ylabel="ms per image",
+            title="batched module: cost per image by batch size")
     return result
 
 
@@ -370,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "not comparable)": markdown_table(list(PUBLISHED), [
             ("model", "model"), ("accuracy", "test accuracy %", ".3f"), ("source", "source")]),
         "Graph building per image (interleaved rounds)": building_table(building),
+        "Batched module, ms per image by batch size (the digits resized, as many pixels "
+        "per group; interleaved rounds)": scaling_table(building),
     }
     notes = "\n\n".join([
         f"Schedule **{name}**: {schedule.train_items or 8000} training digits, "

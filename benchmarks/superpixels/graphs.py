@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torch_geometric.transforms as T
 from torch.utils.data import Dataset
 
@@ -29,13 +30,15 @@ from pyg_hgconv.datasets import MNISTGroupGraphs, MNISTTest
 from pyg_hgconv.nn.pool.image_to_group_graph import ImageToGroupGraph
 from pyg_hgconv.transforms import DirectionTypes, ToGroupGraph
 
-__all__ = ["GRAPH_KINDS", "NUM_SEGMENTS", "graph_transform", "image_split", "kind_dataset",
-           "measure_building"]
+__all__ = ["GRAPH_KINDS", "NUM_SEGMENTS", "graph_transform", "groups_at", "image_split",
+           "kind_dataset", "measure_batch_scaling", "measure_building"]
 
 #: superpixels / groups per image (the MoNet / SplineCNN setting)
 NUM_SEGMENTS = 75
 #: neighbours of the k-NN graph of PyG's pipeline
 KNN = 8
+#: the side of the digits
+DIGIT_SIZE = (28, 28)
 GRAPH_KINDS: dict[str, str] = {
     "slic": f"PyG: ToSLIC(n_segments={NUM_SEGMENTS}) + KNNGraph(k={KNN}) + DirectionTypes + "
             "Cartesian",
@@ -118,3 +121,34 @@ def measure_building(images: torch.Tensor, threads: int, rounds: int,
     out["batched_with_split_speedup"] = base / out["batched_module_and_split_ms_per_image"]
     out["per_image_speedup"] = base / out["to_group_graph_ms_per_image"]
     return out
+
+
+def groups_at(size: tuple[int, int]) -> int:
+    """Groups of an image of ``size`` with the digits' pixels per group
+    (:data:`NUM_SEGMENTS` on 28 x 28)."""
+    return max(1, round(NUM_SEGMENTS * size[0] * size[1] / (DIGIT_SIZE[0] * DIGIT_SIZE[1])))
+
+
+def measure_batch_scaling(images: torch.Tensor, threads: int, rounds: int,
+                          batch_sizes: tuple[int, ...], sizes: tuple[tuple[int, int], ...]
+                          ) -> list[dict[str, Any]]:
+    """Milliseconds per image of the batched :class:`~pyg_hgconv.ImageToGroupGraph`
+    on batches of every size of ``batch_sizes`` (interleaved rounds on ``threads``
+    threads), for the digits resized (bilinear) to every image size of ``sizes``
+    with :func:`groups_at` groups: the cost per image must not grow with the batch.
+    One record per (image size, batch size)."""
+    records = []
+    with fixed_threads(threads), torch.no_grad():
+        for size in sizes:
+            batch = images[:max(batch_sizes)]
+            if tuple(batch.shape[-2:]) != tuple(size):
+                batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
+            module = ImageToGroupGraph(num_groups=groups_at(size), embed_channels=None,
+                                       learnable=False).eval()
+            fns = {str(b): (lambda m=module, x=batch[:b]: m(x, as_batch=False))
+                   for b in batch_sizes}
+            stats = interleaved_times(fns, rounds=rounds, round_s=0.5)
+            for b in batch_sizes:
+                records.append({"size": f"{size[0]}x{size[1]}", "groups": groups_at(size),
+                                "batch": b, "ms_per_image": stats[str(b)]["ms"] / b})
+    return records

@@ -32,11 +32,23 @@ def test_quick_run_records_tables_and_plots(quick):
     building = [r for r in data["records"] if r["part"] == "building"]
     assert sorted(r["threads"] for r in building) == [1, 2]
     assert all(r["pyg_slic_pipeline_ms_per_image"] > 0 for r in building)
+    # the batched module's cost per image at every (image size, batch size) of the schedule
+    schedule = command.SCHEDULES["quick"]
+    for r in building:
+        cells = {(s["size"], s["batch"]): s for s in r["scaling"]}
+        assert set(cells) == {(f"{h}x{w}", b) for h, w in schedule.scaling_sizes
+                              for b in schedule.scaling_batches}
+        assert all(s["ms_per_image"] > 0 for s in r["scaling"])
+        assert {s["size"]: s["groups"] for s in r["scaling"]} == {"28x28": 75, "48x64": 294}
+        small, large = min(schedule.scaling_batches), max(schedule.scaling_batches)
+        for size in ("28x28", "48x64"):
+            assert r["scaling_growth"][size] == pytest.approx(
+                cells[size, large]["ms_per_image"] / cells[size, small]["ms_per_image"])
     text = (out / "results.md").read_text()
     for needle in ("Test accuracy", "Published results", "not comparable", "SplineCNN",
-                   "Graph building per image", "not resolved"):
+                   "Graph building per image", "ms per image by batch size", "not resolved"):
         assert needle in text, needle
-    for png in ("test_accuracy.png", "graph_building.png"):
+    for png in ("test_accuracy.png", "graph_building.png", "batch_scaling.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -51,3 +63,4 @@ def test_rerun_resumes(quick, monkeypatch):
     monkeypatch.setattr(command, "measure_building_cell", refuse)
     assert command.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["records"] == data["records"]
+

@@ -1,9 +1,11 @@
-"""The superpixel benchmark's paired comparisons: grouped by the question they
-answer, each family resolved together (Holm), against the single-pair rule."""
+"""The superpixel benchmark's pure helpers: the paired comparisons, grouped by the
+question they answer, each family resolved together (Holm), against the single-pair
+rule; the batch-scaling summary and the groups of a resized image."""
 import pytest
 
 from benchmarks.common.summary import paired_difference
-from benchmarks.superpixels.command import comparisons, families
+from benchmarks.superpixels.command import comparisons, families, scaling_growth
+from benchmarks.superpixels.graphs import NUM_SEGMENTS, groups_at
 
 
 def row(kind, conv, accuracies):
@@ -43,3 +45,17 @@ def test_each_family_is_corrected_on_its_own():
     assert learned["family_size"] == 1 and learned["p_adjusted"] == learned["p"]
     assert (("groups", "gmm"), ("groups", "hgconv")) not in found  # not reported
 
+
+def test_scaling_growth_is_the_largest_batch_over_the_smallest_per_size():
+    scaling = [{"size": "28x28", "batch": 4, "ms_per_image": 0.5},
+               {"size": "28x28", "batch": 1, "ms_per_image": 2.0},
+               {"size": "28x28", "batch": 16, "ms_per_image": 1.0},
+               {"size": "96x128", "batch": 1, "ms_per_image": 3.0},
+               {"size": "96x128", "batch": 16, "ms_per_image": 6.0}]
+    assert scaling_growth(scaling) == {"28x28": 0.5, "96x128": 2.0}
+
+
+def test_groups_keep_the_digits_pixels_per_group():
+    assert groups_at((28, 28)) == NUM_SEGMENTS
+    assert groups_at((56, 56)) == 4 * NUM_SEGMENTS
+    assert groups_at((1, 1)) == 1
