@@ -52,6 +52,10 @@ PUBLISHED = (
 #: PyG's pipeline, the per-image transform at least as fast
 BATCHED_GOAL = 10.0
 PER_IMAGE_GOAL = 1.0
+#: the batched module's cost per image must not grow with the batch: no batch size
+#: may cost more per image than a smaller one did, beyond this factor (the 10% by
+#: which timings of this kind vary from run to run on a shared machine)
+GROWTH_GOAL = 1.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,18 +194,20 @@ def measure_building_cell(cell: dict[str, Any], args, schedule: SuperpixelSchedu
                                                   schedule.building_rounds,
                                                   schedule.scaling_batches,
                                                   schedule.scaling_sizes)
-    record["scaling_growth"] = scaling_growth(record["scaling"])
     record["status"] = "ok"
     return record
 
 
 def scaling_growth(scaling: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Per image size: the batched module's cost per image at the largest batch over
-    its cost at the smallest (above 1: the cost per image grows with the batch)."""
+    """Per image size: the largest rise of the batched module's cost per image from
+    one batch size to a larger one (the cost at a batch size over the lowest cost at
+    any smaller one; at most 1 where the cost per image never grows with the batch)."""
     growth = {}
     for size in dict.fromkeys(r["size"] for r in scaling):
-        mine = sorted((r for r in scaling if r["size"] == size), key=lambda r: r["batch"])
-        growth[size] = mine[-1]["ms_per_image"] / mine[0]["ms_per_image"]
+        costs = [r["ms_per_image"] for r in sorted((r for r in scaling if r["size"] == size),
+                                                   key=lambda r: r["batch"])]
+        growth[size] = max([1.0] + [cost / min(costs[:i]) for i, cost in
+                                    enumerate(costs) if i])
     return growth
 
 
@@ -318,7 +324,7 @@ def scaling_table(building: Sequence[dict[str, Any]]) -> str:
     """The batched module's ms per image by batch size, one row per (threads, image size)."""
     rows, batches = [], []
     for r in building:
-        for size, growth in r["scaling_growth"].items():
+        for size, growth in scaling_growth(r["scaling"]).items():
             mine = [s for s in r["scaling"] if s["size"] == size]
             row = {"threads": r["threads"], "size": size, "groups": mine[0]["groups"],
                    "growth": growth}
@@ -328,7 +334,8 @@ def scaling_table(building: Sequence[dict[str, Any]]) -> str:
             rows.append(row)
     columns = [("threads", "threads"), ("size", "image"), ("groups", "groups")]
     columns += [(f"b{b}", f"batch {b} ms/img", ".3f") for b in sorted(set(batches))]
-    columns.append(("growth", "largest / smallest batch (goal <= 1)", ".2f"))
+    columns.append(("growth", f"largest rise to a larger batch (goal <= {GROWTH_GOAL:g})",
+                    ".2f"))
     return markdown_table(rows, columns)
 
 
@@ -353,12 +360,12 @@ def findings(found: Comparisons, building: Sequence[dict[str, Any]]) -> str:
                      f"{BATCHED_GOAL:g}x: {batched}), {r['batched_with_split_speedup']:.2f}x "
                      "with the split into per-image graphs; ToGroupGraph per image "
                      f"{r['per_image_speedup']:.2f}x (goal >= {PER_IMAGE_GOAL:g}x: {single}).")
-        for size, growth in r["scaling_growth"].items():
-            batches = [s["batch"] for s in r["scaling"] if s["size"] == size]
+        for size, growth in scaling_growth(r["scaling"]).items():
             lines.append(f"* Batched module, {r['threads']} thread(s), {size} images: the cost "
-                         f"per image at batch {max(batches)} is {growth:.2f}x that at batch "
-                         f"{min(batches)} (goal: no growth, <= 1: "
-                         f"{'holds' if growth <= 1.0 else 'does not hold'}).")
+                         f"per image rises by at most {growth:.2f}x from a batch size to a "
+                         f"larger one (goal: no growth beyond the timing noise, <= "
+                         f"{GROWTH_GOAL:g}: "
+                         f"{'holds' if growth <= GROWTH_GOAL else 'does not hold'}).")
     if lines:
         lines.insert(0, "Findings of this run (accuracy differences compared seed by seed; "
                         "'not resolved' where the seeds do not agree):\n")
@@ -386,7 +393,7 @@ def plots(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
             ylabel="ms per image", logy=True, title="graph building time per image")
         series = {f"{r['threads']} thread(s), {size}": [s for s in r["scaling"]
                                                           if s["size"] == size]
-                  for r in building for size in r["scaling_growth"]}
+                  for r in building for size in dict.fromkeys(s["size"] for s in r["scaling"])}
         result["Batched module, ms per image by batch size"] = line_plot(
             series, "batch", "ms_per_image", out / "batch_scaling.png", logx=True, logy=True,
             xlabel="images per batch", ylabel="ms per image",

@@ -46,13 +46,15 @@ def test_each_family_is_corrected_on_its_own():
     assert (("groups", "gmm"), ("groups", "hgconv")) not in found  # not reported
 
 
-def test_scaling_growth_is_the_largest_batch_over_the_smallest_per_size():
+def test_scaling_growth_is_the_largest_rise_to_a_larger_batch_per_size():
     scaling = [{"size": "28x28", "batch": 4, "ms_per_image": 0.5},
                {"size": "28x28", "batch": 1, "ms_per_image": 2.0},
-               {"size": "28x28", "batch": 16, "ms_per_image": 1.0},
+               {"size": "28x28", "batch": 16, "ms_per_image": 1.0},  # 2x the batch of 4
+               {"size": "28x28", "batch": 64, "ms_per_image": 0.25},
                {"size": "96x128", "batch": 1, "ms_per_image": 3.0},
-               {"size": "96x128", "batch": 16, "ms_per_image": 6.0}]
-    assert scaling_growth(scaling) == {"28x28": 0.5, "96x128": 2.0}
+               {"size": "96x128", "batch": 16, "ms_per_image": 1.5},  # falling: no rise
+               {"size": "64x64", "batch": 1, "ms_per_image": 1.0}]  # one batch size
+    assert scaling_growth(scaling) == {"28x28": 2.0, "96x128": 1.0, "64x64": 1.0}
 
 
 def test_groups_keep_the_digits_pixels_per_group():
