@@ -203,6 +203,11 @@ struct Io<c10::BFloat16> {
   }
 };
 
+// Whether values stored as S are computed in a wider type (bfloat16 in float), so that
+// a kernel widens what it reads and sums in a buffer it rounds into the output.
+template <typename S>
+constexpr bool kWidens = !std::is_same_v<S, typename Io<S>::Compute>;
+
 // The taps of one output pixel as pixel() reads them: their number, the per-pixel
 // kernel of tap t (channels innermost) and its input's offset.
 template <typename T>
@@ -577,7 +582,7 @@ template <typename S>
 inline const typename Io<S>::Compute* widened(const S* src, int64_t n,
                                               std::vector<typename Io<S>::Compute>& scratch) {
   using C = typename Io<S>::Compute;
-  if constexpr (std::is_same_v<S, C>) {
+  if constexpr (!kWidens<S>) {
     return src;
   } else {
     using V = typename Io<S>::V;
@@ -611,7 +616,6 @@ template <typename S>
 void forward_flat(const S* __restrict x_s, const S* __restrict w_s, const S* __restrict bias_s,
                   S* __restrict out_s, const Geometry& g) {
   using T = typename Io<S>::Compute;
-  constexpr bool kWide = !std::is_same_v<S, T>;
   if (g.N == 0 || g.C == 0) return;
   constexpr int64_t L = Vec<T>::lanes;
   const int64_t K = g.k * g.k, HW = g.H * g.W, HWo = g.Ho * g.Wo, p = g.p, s = g.s;
@@ -637,7 +641,7 @@ void forward_flat(const S* __restrict x_s, const S* __restrict w_s, const S* __r
     // zeroed once: the margins and the phase positions outside the input stay zero
     std::vector<T> buf(group * image_stride, T(0));
     std::vector<T> wide_plane, wide_w, wide_bias, wide_out;  // bfloat16 only
-    if (kWide) wide_out.assign(group * HWo + L, T(0));
+    if (kWidens<S>) wide_out.assign(group * HWo + L, T(0));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c = task / groups, n0 = (task % groups) * group;
       const int64_t images = std::min(group, g.N - n0);
@@ -658,13 +662,13 @@ void forward_flat(const S* __restrict x_s, const S* __restrict w_s, const S* __r
         }
       }
       // a widened channel's planes are followed by a vector of zeros: never its last
-      const bool last_channel = !kWide && c == g.C - 1;
+      const bool last_channel = !kWidens<S> && c == g.C - 1;
       const T* wc = widened(w_s + c * K * HWo, K * HWo, wide_w);
       const T* bc = bias_s ? widened(bias_s + c * HWo, HWo, wide_bias) : nullptr;
       S* oc_s = out_s + (n0 * g.C + c) * HWo;
       T* oc;
       int64_t plane_stride;
-      if constexpr (kWide) {
+      if constexpr (kWidens<S>) {
         oc = wide_out.data();
         plane_stride = HWo;
       } else {
@@ -682,7 +686,7 @@ void forward_flat(const S* __restrict x_s, const S* __restrict w_s, const S* __r
           flat_chunk<T, 0, 1>(buf.data(), image_stride, images, taps, wc, bc, last_channel,
                               column.data(), q, oc, plane_stride, g);
       }
-      if constexpr (kWide) {
+      if constexpr (kWidens<S>) {
         for (int64_t n = 0; n < images; ++n)
           narrow_into(wide_out.data() + n * HWo, HWo, oc_s + n * g.C * HWo);
       }
@@ -751,7 +755,7 @@ inline typename Io<S>::Compute* zeroed_sums(S* out, int64_t n,
                                             std::vector<typename Io<S>::Compute>& scratch) {
   using C = typename Io<S>::Compute;
   C* sums;
-  if constexpr (std::is_same_v<S, C>) {
+  if constexpr (!kWidens<S>) {
     sums = out;
   } else {
     if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
@@ -801,7 +805,7 @@ void grad_input_channels_last(const S* __restrict grad, const S* __restrict w,
           }
         }
       }
-      if constexpr (!std::is_same_v<S, T>) narrow_into(xrow, g.W * g.C, out_row);
+      if constexpr (kWidens<S>) narrow_into(xrow, g.W * g.C, out_row);
     }
   });
 }
@@ -836,7 +840,7 @@ void grad_input_contiguous(const S* __restrict grad, const S* __restrict w, S* _
           }
         }
       }
-      if constexpr (!std::is_same_v<S, T>) narrow_into(xrow, g.W, out_row);
+      if constexpr (kWidens<S>) narrow_into(xrow, g.W, out_row);
     }
   });
 }
@@ -847,7 +851,6 @@ template <typename S>
 void grad_weight_channels_last(const S* __restrict grad, const S* __restrict x, S* __restrict gw,
                                const KernelStrides& ws, const Geometry& g) {
   using T = typename Io<S>::Compute;
-  constexpr bool kWide = !std::is_same_v<S, T>;
   const int64_t row_len = g.Wo * g.C, K = g.k * g.k;
   at::parallel_for(0, g.Ho, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> scratch;
@@ -855,7 +858,7 @@ void grad_weight_channels_last(const S* __restrict grad, const S* __restrict x, 
       // the sums of row i: in gw where T is the storage type, else (k*k, Wo, C) in scratch
       T* base;
       KernelStrides sums;
-      if constexpr (kWide) {
+      if constexpr (kWidens<S>) {
         base = zeroed_sums(gw, K * row_len, scratch);
         sums = {row_len, 0, g.C};
       } else {
@@ -895,7 +898,7 @@ void grad_weight_channels_last(const S* __restrict grad, const S* __restrict x, 
           }
         }
       }
-      if constexpr (kWide) {
+      if constexpr (kWidens<S>) {
         for (int64_t t = 0; t < K; ++t)
           for (int64_t j = 0; j < g.Wo; ++j)
             narrow_into(base + t * row_len + j * g.C, g.C, gw + t * ws.t + i * ws.i + j * ws.j);
@@ -917,13 +920,14 @@ void grad_weight_contiguous(const S* __restrict grad, const S* __restrict x, S* 
       // the sums of (c, i): in gw where T is the storage type, else (k*k, Wo) in scratch
       T* base;
       int64_t tap_stride;
-      if constexpr (std::is_same_v<S, T>) {
-        base = gw + (c * K * g.Ho + i) * g.Wo;
-        tap_stride = g.Ho * g.Wo;
-        for (int64_t t = 0; t < K; ++t) std::fill(base + t * tap_stride, base + t * tap_stride + g.Wo, T(0));
-      } else {
+      if constexpr (kWidens<S>) {
         base = zeroed_sums(gw, K * g.Wo, scratch);
         tap_stride = g.Wo;
+      } else {
+        base = gw + (c * K * g.Ho + i) * g.Wo;
+        tap_stride = g.Ho * g.Wo;
+        for (int64_t t = 0; t < K; ++t)
+          std::fill(base + t * tap_stride, base + t * tap_stride + g.Wo, T(0));
       }
       for (int64_t n = 0; n < g.N; ++n) {
         const S* __restrict gr = grad + ((n * g.C + c) * g.Ho + i) * g.Wo;
@@ -932,7 +936,7 @@ void grad_weight_contiguous(const S* __restrict grad, const S* __restrict x, S* 
           strided_madd(base + t * tap_stride, gr, xs, g.s, lo, hi);
         });
       }
-      if constexpr (!std::is_same_v<S, T>) {
+      if constexpr (kWidens<S>) {
         for (int64_t t = 0; t < K; ++t)
           narrow_into(base + t * g.Wo, g.Wo, gw + ((c * K + t) * g.Ho + i) * g.Wo);
       }
