@@ -198,14 +198,20 @@ def measure_building_cell(cell: dict[str, Any], args, schedule: SuperpixelSchedu
     return record
 
 
+def scaling_by_size(scaling: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The batch-scaling records per image size (in the order measured), by batch size."""
+    sizes = dict.fromkeys(r["size"] for r in scaling)
+    return {size: sorted((r for r in scaling if r["size"] == size), key=lambda r: r["batch"])
+            for size in sizes}
+
+
 def scaling_growth(scaling: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Per image size: the largest rise of the batched module's cost per image from
     one batch size to a larger one (the cost at a batch size over the lowest cost at
     any smaller one; at most 1 where the cost per image never grows with the batch)."""
     growth = {}
-    for size in dict.fromkeys(r["size"] for r in scaling):
-        costs = [r["ms_per_image"] for r in sorted((r for r in scaling if r["size"] == size),
-                                                   key=lambda r: r["batch"])]
+    for size, records in scaling_by_size(scaling).items():
+        costs = [r["ms_per_image"] for r in records]
         growth[size] = max([1.0] + [cost / min(costs[:i]) for i, cost in
                                     enumerate(costs) if i])
     return growth
@@ -324,10 +330,10 @@ def scaling_table(building: Sequence[dict[str, Any]]) -> str:
     """The batched module's ms per image by batch size, one row per (threads, image size)."""
     rows, batches = [], []
     for r in building:
-        for size, growth in scaling_growth(r["scaling"]).items():
-            mine = [s for s in r["scaling"] if s["size"] == size]
+        growth = scaling_growth(r["scaling"])
+        for size, mine in scaling_by_size(r["scaling"]).items():
             row = {"threads": r["threads"], "size": size, "groups": mine[0]["groups"],
-                   "growth": growth}
+                   "growth": growth[size]}
             for s in mine:
                 row[f"b{s['batch']}"] = s["ms_per_image"]
                 batches.append(s["batch"])
@@ -391,9 +397,8 @@ def plots(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
         result["Graph building, ms per image"] = bar_plot(
             bars, "builder", "ms", out / "graph_building.png", group="threads",
             ylabel="ms per image", logy=True, title="graph building time per image")
-        series = {f"{r['threads']} thread(s), {size}": [s for s in r["scaling"]
-                                                          if s["size"] == size]
-                  for r in building for size in dict.fromkeys(s["size"] for s in r["scaling"])}
+        series = {f"{r['threads']} thread(s), {size}": records for r in building
+                  for size, records in scaling_by_size(r["scaling"]).items()}
         result["Batched module, ms per image by batch size"] = line_plot(
             series, "batch", "ms_per_image", out / "batch_scaling.png", logx=True, logy=True,
             xlabel="images per batch", ylabel="ms per image",

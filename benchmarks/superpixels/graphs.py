@@ -143,12 +143,13 @@ def measure_batch_scaling(images: torch.Tensor, threads: int, rounds: int,
             batch = images[:max(batch_sizes)]
             if tuple(batch.shape[-2:]) != tuple(size):
                 batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
-            module = ImageToGroupGraph(num_groups=groups_at(size), embed_channels=None,
+            groups = groups_at(size)
+            module = ImageToGroupGraph(num_groups=groups, embed_channels=None,
                                        learnable=False).eval()
             fns = {str(b): (lambda m=module, x=batch[:b]: m(x, as_batch=False))
                    for b in batch_sizes}
             stats = interleaved_times(fns, rounds=rounds, round_s=0.5)
             for b in batch_sizes:
-                records.append({"size": f"{size[0]}x{size[1]}", "groups": groups_at(size),
+                records.append({"size": f"{size[0]}x{size[1]}", "groups": groups,
                                 "batch": b, "ms_per_image": stats[str(b)]["ms"] / b})
     return records
