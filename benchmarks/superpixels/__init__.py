@@ -30,7 +30,9 @@ Graph building is timed too (:mod:`.graphs`): images/s of PyG's pipeline per
 image, of ``ToGroupGraph`` per image and of the batched module, on 1 and 2
 threads, interleaved; and the batched module's cost per image against the batch
 size (1 to 256 digits, and the digits resized to 96 x 128 with as many pixels
-per group), which must not grow with the batch.
+per group), which must not grow with the batch; the same timings again in a
+child process whose C library keeps freed memory (:mod:`.kept_memory`) say which
+part of a rise is the allocator's fresh pages.
 
 Data: only the 10,000 MNIST *test* digits are available locally, split 8k / 1k /
 1k by a fixed seed (:class:`~pyg_hgconv.datasets.MNISTGroupGraphs`); published

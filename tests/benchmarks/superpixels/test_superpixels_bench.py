@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmarks.superpixels import command
+from benchmarks.superpixels.kept_memory import keeps_memory_here
 from pyg_hgconv.datasets import data_root, has_dataset
 
 pytestmark = pytest.mark.skipif(not has_dataset("mnist"),
@@ -45,9 +46,17 @@ def test_quick_run_records_tables_and_plots(quick):
         for size in ("28x28", "48x64"):  # two batch sizes: the larger's rise, if any
             assert growth[size] == pytest.approx(max(
                 1.0, cells[size, large]["ms_per_image"] / cells[size, small]["ms_per_image"]))
+        # the same cells again where the C library keeps freed memory (glibc only)
+        if keeps_memory_here():
+            kept = {(s["size"], s["batch"], s["groups"]) for s in r["scaling_kept_memory"]}
+            assert kept == {(s["size"], s["batch"], s["groups"]) for s in r["scaling"]}
+            assert all(s["ms_per_image"] > 0 for s in r["scaling_kept_memory"])
+        else:
+            assert r["scaling_kept_memory"] is None
     text = (out / "results.md").read_text()
     for needle in ("Test accuracy", "Published results", "not comparable", "SplineCNN",
-                   "Graph building per image", "ms per image by batch size", "not resolved"):
+                   "Graph building per image", "ms per image by batch size", "not resolved",
+                   "keeps freed memory"):
         assert needle in text, needle
     for png in ("test_accuracy.png", "graph_building.png", "batch_scaling.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

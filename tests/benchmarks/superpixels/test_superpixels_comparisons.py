@@ -1,10 +1,17 @@
 """The superpixel benchmark's pure helpers: the paired comparisons, grouped by the
 question they answer, each family resolved together (Holm), against the single-pair
-rule; the batch-scaling summary and the groups of a resized image."""
+rule; the batch-scaling summary, what it says of the allocator, and the groups of
+a resized image."""
 import pytest
 
 from benchmarks.common.summary import paired_difference
-from benchmarks.superpixels.command import comparisons, families, scaling_growth
+from benchmarks.superpixels.command import (
+    comparisons,
+    families,
+    findings,
+    scaling_growth,
+    scaling_table,
+)
 from benchmarks.superpixels.graphs import NUM_SEGMENTS, groups_at
 
 
@@ -61,3 +68,31 @@ def test_groups_keep_the_digits_pixels_per_group():
     assert groups_at((28, 28)) == NUM_SEGMENTS
     assert groups_at((56, 56)) == 4 * NUM_SEGMENTS
     assert groups_at((1, 1)) == 1
+
+
+def building(threads, measured, kept):
+    def records(costs):
+        return [{"size": "96x128", "groups": 1176, "batch": b, "ms_per_image": c}
+                for b, c in zip((16, 64, 256), costs, strict=True)]
+    return {"threads": threads, "batched_speedup": 10.0, "batched_with_split_speedup": 9.0,
+            "per_image_speedup": 2.0, "scaling": records(measured),
+            "scaling_kept_memory": None if kept is None else records(kept)}
+
+
+def test_findings_say_whether_a_rise_goes_where_freed_memory_is_kept():
+    runs = [building(1, (4.0, 4.4, 5.2), (4.0, 4.1, 4.0)),  # 1.3x, 1.025x kept
+            building(2, (2.0, 2.2, 2.6), (2.0, 2.3, 2.6)),  # 1.3x either way
+            building(3, (2.0, 2.0, 2.1), (2.0, 2.0, 2.0)),  # holds
+            building(4, (2.0, 2.0, 2.6), None)]  # not glibc: nothing to say
+    lines = {line.split(" thread(s)")[0][-1]: line for line in findings({}, runs).splitlines()
+             if line.startswith("* Batched module")}
+    assert "1.30x" in lines["1"] and "does not hold" in lines["1"]
+    assert "1.02x where the C library keeps freed memory: the rise is the fresh pages" \
+        in lines["1"]
+    assert "1.30x where the C library keeps freed memory: the rise is not only" in lines["2"]
+    assert "holds" in lines["3"] and "1.00x where" in lines["3"] and ": the rise" not in lines["3"]
+    assert "does not hold)." in lines["4"] and "keeps freed memory" not in lines["4"]
+    kept_table = scaling_table(runs, "scaling_kept_memory")
+    assert kept_table.count("96x128") == 3 and "goal" not in kept_table
+    assert "goal <= 1.1" in scaling_table(runs)
+    assert scaling_table(runs[3:], "scaling_kept_memory").startswith("(not measured")
