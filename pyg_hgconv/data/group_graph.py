@@ -42,6 +42,10 @@ from torch_geometric.data import Batch, Data
 PIXEL_ATTRS = ("importance",)
 #: attributes that hold one entry per element of the tiled assignment
 TILE_ATTRS = ("tile_weight", "tile_candidates")
+#: what a union made by :func:`make_group_graph` holds
+UNION_ATTRS = frozenset({"x", "pos", "edge_index", "edge_type", "edge_weight", "assign_index",
+                         "assign_weight", "mass", "center_pixel", "image_size", "importance",
+                         "tile_weight", "tile_candidates", "tiling", "batch", "ptr", "num_nodes"})
 
 
 class GroupGraph(Data):
@@ -114,12 +118,16 @@ class GroupGraph(Data):
         return self.num_images
 
     def to_batch(self) -> Batch | GroupGraph:
-        """A PyG :class:`~torch_geometric.data.Batch` of the graph's images
-        (:meth:`split_images` collated by :meth:`Batch.from_data_list`); a union
-        of no images stays what it is (PyG has no empty batch)."""
+        """A PyG :class:`~torch_geometric.data.Batch` of the graph's images: the
+        batch :meth:`Batch.from_data_list` makes of :meth:`split_images`, built
+        without splitting and collating again (the union's tensors already are the
+        batch's; the two share them); a union of no images stays what it is (PyG
+        has no empty batch)."""
         if isinstance(self, Batch) or self.num_images == 0:
             return self
-        return Batch.from_data_list(self.split_images())
+        if "ptr" not in self or not set(self.keys()) <= UNION_ATTRS:
+            return Batch.from_data_list(self.split_images())
+        return _union_to_batch(self)
 
 
 # Group graphs saved by torch.save (e.g. a PyG dataset's processed files) hold
@@ -180,6 +188,50 @@ def make_group_graph(
         graph.tile_candidates = tile_candidates
         graph.tiling = tuple(int(v) for v in tiling)
     return graph
+
+
+def _union_to_batch(graph: GroupGraph) -> Batch:
+    """:meth:`GroupGraph.to_batch` of a union of images: the union's tensors with
+    the slices and increments PyG's collation records (per image: its rows of
+    every attribute, and what was added to its indices), so that ``batch[i]`` and
+    ``batch.to_data_list()`` give :meth:`GroupGraph.split_images` back."""
+    b = graph.num_images
+    ptr = graph.ptr.cpu()
+    height, width = (int(v) for v in graph.image_size[0])
+    num_pixels = height * width
+    images = torch.arange(b + 1)
+    nodes = ptr
+    edges = _counts_to_ptr(torch.bincount(graph.batch[graph.edge_index[1]], minlength=b).cpu())
+    entries = _counts_to_ptr(torch.bincount(graph.assign_index[0] // num_pixels,
+                                            minlength=b).cpu())
+    offsets, none = ptr[:-1], torch.zeros(b, dtype=torch.long)
+    layout = {  # attribute -> (slices, increments)
+        "image_size": (images, none), "x": (nodes, none), "pos": (nodes, none),
+        "mass": (nodes, none), "center_pixel": (nodes, none),
+        "edge_index": (edges, offsets), "edge_type": (edges, none), "edge_weight": (edges, none),
+        "assign_index": (entries, torch.stack([images[:-1] * num_pixels, offsets], 1)
+                         .unsqueeze(-1)),
+        "assign_weight": (entries, none), "importance": (images * num_pixels, none)}
+    if "tile_weight" in graph:
+        layout["tile_weight"] = (images * (graph.tile_weight.numel() // b), none)
+        layout["tile_candidates"] = (images * (graph.tile_candidates.numel() // b), offsets)
+    batch = Batch(_base_cls=GroupGraph)
+    slices, incs = {}, {}
+    for key, (slice_, inc) in layout.items():
+        if key in graph:
+            batch[key] = graph[key]
+            slices[key], incs[key] = slice_, inc
+    if "tiling" in graph:
+        tiling = graph.tiling
+        batch.tiling = [tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
+                        for i in range(b)]
+        slices["tiling"], incs["tiling"] = images, None
+    counts = ptr.diff().tolist()
+    batch._store._num_nodes = counts
+    batch.num_nodes = sum(counts)
+    batch.batch, batch.ptr = graph.batch, graph.ptr
+    batch._num_graphs, batch._slice_dict, batch._inc_dict = b, slices, incs
+    return batch
 
 
 def _split_union(graph: GroupGraph) -> list[GroupGraph]:
