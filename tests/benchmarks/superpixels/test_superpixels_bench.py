@@ -32,7 +32,9 @@ def test_quick_run_records_tables_and_plots(quick):
     assert params[("groups", "hgconv")] == params[("learned", "hgconv")]
     building = [r for r in data["records"] if r["part"] == "building"]
     assert sorted(r["threads"] for r in building) == [1, 2]
-    assert all(r["pyg_slic_pipeline_ms_per_image"] > 0 for r in building)
+    for key in ("pyg_slic_pipeline", "to_group_graph", "batched_module",
+                "batched_module_as_batch", "batched_module_and_split"):
+        assert all(r[f"{key}_ms_per_image"] > 0 for r in building), key
     # the batched module's cost per image at every (image size, batch size) of the schedule
     schedule = command.SCHEDULES["quick"]
     for r in building:

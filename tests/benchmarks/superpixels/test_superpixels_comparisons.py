@@ -74,7 +74,8 @@ def building(threads, measured, kept):
     def records(costs):
         return [{"size": "96x128", "groups": 1176, "batch": b, "ms_per_image": c}
                 for b, c in zip((16, 64, 256), costs, strict=True)]
-    return {"threads": threads, "batched_speedup": 10.0, "batched_with_split_speedup": 9.0,
+    return {"threads": threads, "batched_speedup": 10.0, "batched_as_batch_speedup": 9.5,
+            "batched_with_split_speedup": 9.0,
             "per_image_speedup": 2.0, "scaling": records(measured),
             "scaling_kept_memory": None if kept is None else records(kept)}
 
