@@ -196,15 +196,14 @@ def _union_to_batch(graph: GroupGraph) -> Batch:
     every attribute, and what was added to its indices), so that ``batch[i]`` and
     ``batch.to_data_list()`` give :meth:`GroupGraph.split_images` back."""
     b = graph.num_images
-    ptr = graph.ptr.cpu()
+    nodes = graph.ptr.to("cpu", copy=True)  # the record's own, not the batch's ptr
     height, width = (int(v) for v in graph.image_size[0])
     num_pixels = height * width
     images = torch.arange(b + 1)
-    nodes = ptr
     edges = _counts_to_ptr(torch.bincount(graph.batch[graph.edge_index[1]], minlength=b).cpu())
     entries = _counts_to_ptr(torch.bincount(graph.assign_index[0] // num_pixels,
                                             minlength=b).cpu())
-    offsets, none = ptr[:-1], torch.zeros(b, dtype=torch.long)
+    offsets, none = nodes[:-1], torch.zeros(b, dtype=torch.long)
     layout = {  # attribute -> (slices, increments)
         "image_size": (images, none), "x": (nodes, none), "pos": (nodes, none),
         "mass": (nodes, none), "center_pixel": (nodes, none),
@@ -226,7 +225,7 @@ def _union_to_batch(graph: GroupGraph) -> Batch:
         batch.tiling = [tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
                         for i in range(b)]
         slices["tiling"], incs["tiling"] = images, None
-    counts = ptr.diff().tolist()
+    counts = nodes.diff().tolist()
     batch._store._num_nodes = counts
     batch.num_nodes = sum(counts)
     batch.batch, batch.ptr = graph.batch, graph.ptr

@@ -65,6 +65,7 @@ def test_union_to_batch_is_pygs_collation_of_its_images(batch, height, width, ra
     got = union.to_batch()
     assert_same_batch(got, Batch.from_data_list(union.split_images()))
     assert got.pos.data_ptr() == union.pos.data_ptr()  # the union's tensors, not copies
+    assert got._slice_dict["pos"].data_ptr() != got.ptr.data_ptr()  # the record is its own
 
 
 def test_unions_of_any_other_attributes_are_collated_by_pyg(union):
