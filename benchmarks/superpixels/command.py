@@ -350,7 +350,7 @@ def scaling_table(building: Sequence[dict[str, Any]], key: str = "scaling") -> s
                 row[f"b{s['batch']}"] = s["ms_per_image"]
                 batches.append(s["batch"])
             rows.append(row)
-    if not rows:
+    if not rows and key == "scaling_kept_memory":
         return "(not measured: the C library is not glibc)"
     columns = [("threads", "threads"), ("size", "image"), ("groups", "groups")]
     columns += [(f"b{b}", f"batch {b} ms/img", ".3f") for b in sorted(set(batches))]

@@ -5,9 +5,9 @@ The batched module's outputs grow with the batch (most of their bytes are the
 tiled assignment and its coordinate form). glibc hands every block above its
 mmap threshold (which it raises to at most 32 MB) back to the system when it is
 freed, and returns the top of the heap when it exceeds its trim threshold, so
-once a batch's tensors pass that
-size every call maps them afresh and the kernel page-faults them in while it
-writes them; a smaller batch's tensors come back from the heap, already mapped.
+once a batch's tensors pass that size every call maps them afresh and the kernel
+page-faults them in while it writes them; a smaller batch's tensors come back
+from the heap, already mapped.
 That cost is the allocator's, not more work per image, and any op that makes
 tensors of that size meets it.
 

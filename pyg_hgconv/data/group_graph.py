@@ -32,7 +32,7 @@ Many images form one graph in two ways, with the same attributes:
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -190,6 +190,33 @@ def make_group_graph(
     return graph
 
 
+class _ImageRows(NamedTuple):
+    """Which image the edges and assignment entries of a union belong to."""
+    num_pixels: int      # pixels per image
+    edge_image: Tensor   # [E]: the image of every edge (of its target)
+    entry_image: Tensor  # [nnz]: the image of every entry of S (of its pixel)
+    edge_counts: Tensor  # [B] edges per image, on the CPU
+    entry_counts: Tensor  # [B] entries per image, on the CPU
+
+
+def _image_rows(graph: GroupGraph) -> _ImageRows:
+    """:class:`_ImageRows` of a union of images of one size."""
+    b = graph.num_images
+    height, width = (int(v) for v in graph.image_size[0])
+    num_pixels = height * width
+    edge_image = graph.batch[graph.edge_index[1]]
+    entry_image = graph.assign_index[0] // num_pixels
+    return _ImageRows(num_pixels, edge_image, entry_image,
+                      torch.bincount(edge_image, minlength=b).cpu(),
+                      torch.bincount(entry_image, minlength=b).cpu())
+
+
+def _image_tiling(tiling: Any, i: int) -> tuple:
+    """The ``tiling`` tuple of image ``i``: a union holds one for all its images,
+    PyG's ``.to()`` and collation make a list of them."""
+    return tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
+
+
 def _union_to_batch(graph: GroupGraph) -> Batch:
     """:meth:`GroupGraph.to_batch` of a union of images: the union's tensors with
     the slices and increments PyG's collation records (per image: its rows of
@@ -197,20 +224,17 @@ def _union_to_batch(graph: GroupGraph) -> Batch:
     ``batch.to_data_list()`` give :meth:`GroupGraph.split_images` back."""
     b = graph.num_images
     nodes = graph.ptr.to("cpu", copy=True)  # the record's own, not the batch's ptr
-    height, width = (int(v) for v in graph.image_size[0])
-    num_pixels = height * width
+    rows = _image_rows(graph)
     images = torch.arange(b + 1)
-    edges = _counts_to_ptr(torch.bincount(graph.batch[graph.edge_index[1]], minlength=b).cpu())
-    entries = _counts_to_ptr(torch.bincount(graph.assign_index[0] // num_pixels,
-                                            minlength=b).cpu())
+    edges, entries = _counts_to_ptr(rows.edge_counts), _counts_to_ptr(rows.entry_counts)
     offsets, none = nodes[:-1], torch.zeros(b, dtype=torch.long)
     layout = {  # attribute -> (slices, increments)
         "image_size": (images, none), "x": (nodes, none), "pos": (nodes, none),
         "mass": (nodes, none), "center_pixel": (nodes, none),
         "edge_index": (edges, offsets), "edge_type": (edges, none), "edge_weight": (edges, none),
-        "assign_index": (entries, torch.stack([images[:-1] * num_pixels, offsets], 1)
+        "assign_index": (entries, torch.stack([images[:-1] * rows.num_pixels, offsets], 1)
                          .unsqueeze(-1)),
-        "assign_weight": (entries, none), "importance": (images * num_pixels, none)}
+        "assign_weight": (entries, none), "importance": (images * rows.num_pixels, none)}
     if "tile_weight" in graph:
         layout["tile_weight"] = (images * (graph.tile_weight.numel() // b), none)
         layout["tile_candidates"] = (images * (graph.tile_candidates.numel() // b), offsets)
@@ -221,9 +245,7 @@ def _union_to_batch(graph: GroupGraph) -> Batch:
             batch[key] = graph[key]
             slices[key], incs[key] = slice_, inc
     if "tiling" in graph:
-        tiling = graph.tiling
-        batch.tiling = [tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
-                        for i in range(b)]
+        batch.tiling = [_image_tiling(graph.tiling, i) for i in range(b)]
         slices["tiling"], incs["tiling"] = images, None
     counts = nodes.diff().tolist()
     batch._store._num_nodes = counts
@@ -237,13 +259,10 @@ def _split_union(graph: GroupGraph) -> list[GroupGraph]:
     """:meth:`GroupGraph.split_images` of a union of several images."""
     b = graph.num_images
     ptr = graph.ptr
-    height, width = (int(v) for v in graph.image_size[0])
-    num_pixels = height * width
+    rows = _image_rows(graph)
+    num_pixels, edge_image, entry_image = rows.num_pixels, rows.edge_image, rows.entry_image
     node_counts = ptr.diff().tolist()
-    edge_image = graph.batch[graph.edge_index[1]]
-    edge_counts = torch.bincount(edge_image, minlength=b).tolist()
-    entry_image = graph.assign_index[0] // num_pixels
-    entry_counts = torch.bincount(entry_image, minlength=b).tolist()
+    edge_counts, entry_counts = rows.edge_counts.tolist(), rows.entry_counts.tolist()
     # image-local indices, computed for all images at once
     edge_index = graph.edge_index - ptr[edge_image]
     assign_index = graph.assign_index - torch.stack([entry_image * num_pixels,
@@ -262,8 +281,8 @@ def _split_union(graph: GroupGraph) -> list[GroupGraph]:
     if "tile_weight" in graph:
         per_image = graph.tile_weight.numel() // b
         tiles["tile_weight"] = graph.tile_weight.split(per_image)
-        rows = graph.tile_candidates.numel() // b
-        cand = graph.tile_candidates.view(b, rows) - ptr[:-1].view(b, 1)
+        slots = graph.tile_candidates.numel() // b
+        cand = graph.tile_candidates.view(b, slots) - ptr[:-1].view(b, 1)
         tiles["tile_candidates"] = cand.unbind(0)
     graphs = []
     for i in range(b):
@@ -272,7 +291,6 @@ def _split_union(graph: GroupGraph) -> list[GroupGraph]:
             for key, parts in group.items():
                 data[key] = parts[i]
         if "tiling" in graph:
-            tiling = graph.tiling
-            data.tiling = tuple(tiling[i] if isinstance(tiling[0], (list, tuple)) else tiling)
+            data.tiling = _image_tiling(graph.tiling, i)
         graphs.append(data)
     return graphs
